@@ -1,0 +1,510 @@
+//! The CEF payload parser: `CEF:Version|Vendor|Product|Version|ClassID|Name|Severity|ext`.
+//!
+//! Implements `grammars/cef.abnf`. Fields borrow from the input and are only copied when an
+//! escape has to be undone, so the common, escape-free line costs no allocation beyond the
+//! vector of extension pairs.
+
+use std::borrow::Cow;
+
+use memchr::{memchr2, memmem};
+use nom::{
+    IResult, Parser,
+    bytes::complete::{tag, take_while1},
+    character::complete::{char, digit1},
+};
+
+/// A decoded CEF record. Header fields keep their wire order; extension pairs keep theirs,
+/// duplicates included, so the record stage can decide what a repeated key means.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CefEvent<'a> {
+    pub version: &'a str,
+    pub device_vendor: Cow<'a, str>,
+    pub device_product: Cow<'a, str>,
+    pub device_version: Cow<'a, str>,
+    pub device_event_class_id: Cow<'a, str>,
+    pub name: Cow<'a, str>,
+    pub severity: Cow<'a, str>,
+    /// Text between the header and the first `key=` that belongs to no key (malformed).
+    pub unkeyed: Option<Cow<'a, str>>,
+    pub extensions: Vec<(&'a str, Cow<'a, str>)>,
+}
+
+/// Why a text that carries a CEF marker could not be read as a whole CEF record.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CefError<'a> {
+    #[error("no CEF marker (`CEF:<version>|`)")]
+    NoMarker,
+    /// Fewer than the seven header fields: what was found is kept for the raw fallback.
+    #[error("CEF header has {} of 7 fields", .found.len() + 1)]
+    TruncatedHeader { found: Vec<Cow<'a, str>> },
+}
+
+/// Where the CEF record starts in `text`: the first `CEF:<digits>|`.
+pub fn find_marker(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let finder = memmem::Finder::new(b"CEF:");
+    let mut from = 0;
+    while let Some(pos) = finder.find(&bytes[from..]) {
+        let at = from + pos;
+        let rest = &bytes[at + 4..];
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits > 0 && rest.get(digits) == Some(&b'|') {
+            return Some(at);
+        }
+        from = at + 4;
+    }
+    None
+}
+
+fn marker(input: &str) -> IResult<&str, &str> {
+    let (rest, (_, version, _)) = (tag("CEF:"), digit1, char('|')).parse(input)?;
+    Ok((rest, version))
+}
+
+/// One header field up to its unescaped `|`; `None` when the text ends first.
+fn header_field(input: &str) -> Option<(&str, Cow<'_, str>)> {
+    let bytes = input.as_bytes();
+    let mut i = 0;
+    let mut escaped = false;
+    loop {
+        let off = memchr2(b'|', b'\\', &bytes[i..])?;
+        let at = i + off;
+        if bytes[at] == b'|' {
+            let raw = &input[..at];
+            let value = if escaped {
+                Cow::Owned(unescape_header(raw))
+            } else {
+                Cow::Borrowed(raw)
+            };
+            return Some((&input[at + 1..], value));
+        }
+        escaped = true;
+        i = at + 2; // skip the escaped character (or run past the end: lone backslash)
+        if i > bytes.len() {
+            return None;
+        }
+    }
+}
+
+fn unescape_header(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(n @ ('|' | '\\')) => out.push(n),
+                Some(n) => {
+                    out.push('\\');
+                    out.push(n);
+                }
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Where a CEF record without the `CEF:` marker starts: devices that put `CEF` in the syslog
+/// tag (Microsoft Defender for Identity, ATA) send `... CEF <pid> <msgid> 0|Vendor|...`.
+/// The record then starts at the first ` <digits>|` after ` CEF `, when seven header fields
+/// follow.
+pub fn find_unmarked(text: &str) -> Option<usize> {
+    let tag_at = memmem::find(text.as_bytes(), b" CEF ")?;
+    let bytes = text.as_bytes();
+    let mut from = tag_at + 5;
+    while let Some(off) = memchr::memchr(b'|', &bytes[from..]) {
+        let pipe = from + off;
+        let digits = bytes[..pipe].iter().rev().take_while(|b| b.is_ascii_digit()).count();
+        let start = pipe - digits;
+        if digits > 0 && start > 0 && bytes[start - 1] == b' ' {
+            return parse_unmarked(&text[start..]).is_ok().then_some(start);
+        }
+        from = pipe + 1;
+    }
+    None
+}
+
+/// Parses a CEF record that starts at its marker (`CEF:`).
+pub fn parse(input: &str) -> Result<CefEvent<'_>, CefError<'_>> {
+    let (rest, version) = marker(input).map_err(|_| CefError::NoMarker)?;
+    parse_after_version(version, rest)
+}
+
+/// Parses a CEF record written without `CEF:`: `<version>|Vendor|...`.
+pub fn parse_unmarked(input: &str) -> Result<CefEvent<'_>, CefError<'_>> {
+    let parsed: IResult<&str, (&str, char)> = (digit1, char('|')).parse(input);
+    let (rest, (version, _)) = parsed.map_err(|_| CefError::NoMarker)?;
+    parse_after_version(version, rest)
+}
+
+fn parse_after_version<'a>(version: &'a str, mut rest: &'a str) -> Result<CefEvent<'a>, CefError<'a>> {
+    let mut fields: Vec<Cow<'_, str>> = Vec::with_capacity(6);
+    while fields.len() < 6 {
+        match header_field(rest) {
+            Some((next, value)) => {
+                fields.push(value);
+                rest = next;
+            }
+            None => {
+                if !rest.is_empty() {
+                    fields.push(Cow::Owned(unescape_header(rest)));
+                }
+                return Err(CefError::TruncatedHeader { found: fields });
+            }
+        }
+    }
+    let mut it = fields.into_iter();
+    let mut next = || it.next().unwrap_or_default();
+    let (unkeyed, extensions) = parse_extension(rest);
+    Ok(CefEvent {
+        version,
+        device_vendor: next(),
+        device_product: next(),
+        device_version: next(),
+        device_event_class_id: next(),
+        name: next(),
+        severity: next(),
+        unkeyed,
+        extensions,
+    })
+}
+
+fn is_key_first(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn is_key_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b',' | b'[' | b']' | b'-')
+}
+
+/// A key followed by `=` at the very start of `input`.
+fn key_at(input: &str) -> Option<(&str, &str)> {
+    let first = *input.as_bytes().first()?;
+    if !is_key_first(first) {
+        return None;
+    }
+    let parsed: IResult<&str, (&str, char)> =
+        (take_while1(|c: char| c.is_ascii() && is_key_char(c as u8)), char('=')).parse(input);
+    parsed.ok().map(|(rest, (key, _))| (key, rest))
+}
+
+/// The start of the key that ends just before the `=` at `eq`, when that key is preceded by
+/// a space at or after `min` (the key-boundary rule of `grammars/cef.abnf`).
+fn key_start_before(bytes: &[u8], eq: usize, min: usize) -> Option<usize> {
+    let mut k = eq;
+    while k > min && is_key_char(bytes[k - 1]) {
+        k -= 1;
+    }
+    if k == eq || k == min || bytes[k - 1] != b' ' || !is_key_first(bytes[k]) {
+        return None;
+    }
+    Some(k)
+}
+
+/// Splits the extension into pairs. Returns any leading text that belongs to no key.
+#[allow(clippy::type_complexity)]
+fn parse_extension(ext: &str) -> (Option<Cow<'_, str>>, Vec<(&str, Cow<'_, str>)>) {
+    let bytes = ext.as_bytes();
+    let mut pairs = Vec::with_capacity(32);
+    let start = bytes.iter().take_while(|&&b| b == b' ').count();
+    if start == bytes.len() {
+        return (None, pairs);
+    }
+    // Leading text that is not `key=`: scan for the first real key boundary.
+    let mut unkeyed = None;
+    let mut pos = start;
+    if key_at(&ext[pos..]).is_none() {
+        let (end, next_key) = scan_value(bytes, pos);
+        let text = trim_end_ws(&ext[pos..end]);
+        if !text.is_empty() {
+            unkeyed = Some(unescape_value(text));
+        }
+        match next_key {
+            Some(k) => pos = k,
+            None => return (unkeyed, pairs),
+        }
+    }
+    loop {
+        let Some((key, _)) = key_at(&ext[pos..]) else {
+            break;
+        };
+        let value_start = pos + key.len() + 1;
+        let (end, next_key) = scan_value(bytes, value_start);
+        let raw = trim_end_ws(&ext[value_start..end]);
+        pairs.push((key, unescape_value(raw)));
+        match next_key {
+            Some(k) => pos = k,
+            None => break,
+        }
+    }
+    (unkeyed, pairs)
+}
+
+/// From `from`, finds where the current value ends: `(end, Some(next_key_start))` at a key
+/// boundary, or `(len, None)` at the end of the text. `end` excludes the separating space.
+fn scan_value(bytes: &[u8], from: usize) -> (usize, Option<usize>) {
+    let mut i = from;
+    while let Some(off) = memchr2(b'=', b'\\', &bytes[i..]) {
+        let at = i + off;
+        if bytes[at] == b'\\' {
+            i = at + 2;
+            if i >= bytes.len() {
+                break;
+            }
+            continue;
+        }
+        if let Some(k) = key_start_before(bytes, at, from) {
+            return (k - 1, Some(k));
+        }
+        i = at + 1;
+    }
+    (bytes.len(), None)
+}
+
+fn trim_end_ws(s: &str) -> &str {
+    s.trim_end_matches([' ', '\t', '\r', '\n'])
+}
+
+fn unescape_value(raw: &str) -> Cow<'_, str> {
+    if memchr::memchr(b'\\', raw.as_bytes()).is_none() {
+        return Cow::Borrowed(raw);
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('=') => out.push('='),
+            Some('\\') => out.push('\\'),
+            Some('|') => out.push('|'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(n) => {
+                out.push('\\');
+                out.push(n);
+            }
+            None => out.push('\\'),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Escapes a header field value per the grammar (the inverse of the decoder).
+pub fn escape_header(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('|', "\\|")
+}
+
+/// Escapes an extension value per the grammar (the inverse of the decoder).
+pub fn escape_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '=' => out.push_str("\\="),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ext(line: &str) -> Vec<(String, String)> {
+        let ev = parse(line).expect("parses");
+        ev.extensions
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.into_owned()))
+            .collect()
+    }
+
+    fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn header_fields_in_order() {
+        let ev = parse("CEF:0|Vendor|Product|1.0|0000013|Port scan|7|").unwrap();
+        assert_eq!(ev.version, "0");
+        assert_eq!(ev.device_vendor, "Vendor");
+        assert_eq!(ev.device_product, "Product");
+        assert_eq!(ev.device_version, "1.0");
+        assert_eq!(ev.device_event_class_id, "0000013");
+        assert_eq!(ev.name, "Port scan");
+        assert_eq!(ev.severity, "7");
+        assert!(ev.extensions.is_empty());
+        assert!(ev.unkeyed.is_none());
+    }
+
+    #[test]
+    fn header_escapes_pipe_and_backslash() {
+        let ev = parse(r"CEF:1|Ven\|dor|Pro\\duct|1|id|a\|b\\c|High|").unwrap();
+        assert_eq!(ev.version, "1");
+        assert_eq!(ev.device_vendor, "Ven|dor");
+        assert_eq!(ev.device_product, r"Pro\duct");
+        assert_eq!(ev.name, r"a|b\c");
+        assert!(matches!(ev.device_version, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn header_unknown_escape_keeps_backslash() {
+        let ev = parse(r"CEF:0|V|P|1|id|C:\temp|5|").unwrap();
+        assert_eq!(ev.name, r"C:\temp");
+    }
+
+    #[test]
+    fn header_equals_needs_no_escape() {
+        let ev = parse("CEF:0|V|P|1|id|a=b|5|x=1").unwrap();
+        assert_eq!(ev.name, "a=b");
+        assert_eq!(ext("CEF:0|V|P|1|id|a=b|5|x=1"), pairs(&[("x", "1")]));
+    }
+
+    #[test]
+    fn empty_header_fields() {
+        let ev = parse("CEF:0||||||||").unwrap();
+        assert_eq!(ev.device_vendor, "");
+        assert_eq!(ev.severity, "");
+    }
+
+    #[test]
+    fn truncated_header_keeps_what_was_found() {
+        match parse("CEF:0|Vendor|Product|1.0|src=1.2.3.4") {
+            Err(CefError::TruncatedHeader { found }) => {
+                assert_eq!(found, vec!["Vendor", "Product", "1.0", "src=1.2.3.4"]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            parse("CEF:0|V|P|1|id|name|10").unwrap_err().to_string(),
+            "CEF header has 7 of 7 fields"
+        );
+    }
+
+    #[test]
+    fn no_marker() {
+        assert_eq!(parse("CEF0|V|P").unwrap_err(), CefError::NoMarker);
+        assert_eq!(parse("CEF:x|V").unwrap_err(), CefError::NoMarker);
+    }
+
+    #[test]
+    fn finds_first_marker_after_prefix() {
+        let s = "<134>Sep 19 08:26:10 host CEF:0|V|P|1|1|n|1|a=CEF:1|x";
+        assert_eq!(find_marker(s), Some(26));
+        assert_eq!(find_marker("no CEF: here, CEF:12|x"), Some(14));
+        assert_eq!(find_marker("CEF:"), None);
+    }
+
+    #[test]
+    fn values_with_spaces() {
+        assert_eq!(
+            ext("CEF:0|V|P|1|1|n|1|filePath=/user/dir/my file name.txt act=blocked now"),
+            pairs(&[("filePath", "/user/dir/my file name.txt"), ("act", "blocked now")])
+        );
+    }
+
+    #[test]
+    fn unescaped_equals_stays_in_value() {
+        assert_eq!(
+            ext("CEF:0|V|P|1|1|n|1|request=https://h/p?a=b&c=d msg=a = b src=1.1.1.1"),
+            pairs(&[("request", "https://h/p?a=b&c=d"), ("msg", "a = b"), ("src", "1.1.1.1")])
+        );
+    }
+
+    #[test]
+    fn extension_escapes() {
+        assert_eq!(
+            ext(r"CEF:0|V|P|1|1|n|1|msg=a\=b c\\d line1\nline2\rx pipe\|y other\q"),
+            pairs(&[("msg", "a=b c\\d line1\nline2\rx pipe|y other\\q")])
+        );
+    }
+
+    #[test]
+    fn escaped_equals_is_no_key_boundary() {
+        assert_eq!(
+            ext(r"CEF:0|V|P|1|1|n|1|msg=x y\=z k=v"),
+            pairs(&[("msg", "x y=z"), ("k", "v")])
+        );
+    }
+
+    #[test]
+    fn escaped_backslash_before_equals_is_a_boundary() {
+        assert_eq!(
+            ext(r"CEF:0|V|P|1|1|n|1|filePath=C:\\ act=x"),
+            pairs(&[("filePath", "C:\\"), ("act", "x")])
+        );
+    }
+
+    #[test]
+    fn trailing_white_space_of_values_trimmed() {
+        assert_eq!(
+            ext("CEF:0|V|P|1|1|n|1|a=x  b= y z   \t\r"),
+            pairs(&[("a", "x"), ("b", " y z")])
+        );
+    }
+
+    #[test]
+    fn empty_values() {
+        assert_eq!(
+            ext("CEF:0|V|P|1|1|n|1|a= b=2 c="),
+            pairs(&[("a", ""), ("b", "2"), ("c", "")])
+        );
+    }
+
+    #[test]
+    fn leading_space_after_header_and_key_chars() {
+        assert_eq!(
+            ext("CEF:0|V|P|1|1|n|1| ad.field[0]=x FTNT-x=y"),
+            pairs(&[("ad.field[0]", "x"), ("FTNT-x", "y")])
+        );
+    }
+
+    #[test]
+    fn duplicates_kept_in_order() {
+        assert_eq!(
+            ext("CEF:0|V|P|1|1|n|1|a=1 a=2"),
+            pairs(&[("a", "1"), ("a", "2")])
+        );
+    }
+
+    #[test]
+    fn text_without_key_is_kept_apart() {
+        let ev = parse("CEF:0|V|P|1|1|n|1|garbage here src=1.1.1.1").unwrap();
+        assert_eq!(ev.unkeyed.as_deref(), Some("garbage here"));
+        assert_eq!(ev.extensions, vec![("src", Cow::Borrowed("1.1.1.1"))]);
+        let ev = parse("CEF:0|V|P|1|1|n|1|only garbage").unwrap();
+        assert_eq!(ev.unkeyed.as_deref(), Some("only garbage"));
+        assert!(ev.extensions.is_empty());
+    }
+
+    #[test]
+    fn lone_trailing_backslash() {
+        assert_eq!(ext("CEF:0|V|P|1|1|n|1|a=x\\"), pairs(&[("a", "x\\")]));
+        assert!(parse("CEF:0|V|P|1|1|n\\").is_err());
+    }
+
+    #[test]
+    fn non_ascii_values() {
+        assert_eq!(
+            ext("CEF:0|V|P|1|1|n|1|suser=Jürgen Müller msg=café=ok"),
+            pairs(&[("suser", "Jürgen Müller"), ("msg", "café=ok")])
+        );
+    }
+
+    #[test]
+    fn escape_functions_invert_the_decoder() {
+        let hv = "a|b\\c";
+        let v = "x=y\\z\nw\r";
+        let line = format!("CEF:0|{}|P|1|1|n|1|k={} j=1", escape_header(hv), escape_value(v));
+        let ev = parse(&line).unwrap();
+        assert_eq!(ev.device_vendor, hv);
+        assert_eq!(ext(&line), pairs(&[("k", v), ("j", "1")]));
+    }
+}

@@ -1,0 +1,177 @@
+//! Decode: one raw message (text) -> its syslog header and, when it carries one, its CEF record.
+//!
+//! The split between the two is found here: the CEF record starts at the first `CEF:<n>|`
+//! marker, and only header fields that lie before that marker are believed.
+
+pub mod cef;
+pub mod syslog;
+pub mod time;
+
+pub use cef::{CefError, CefEvent};
+pub use syslog::{ProcessId, SyslogHeader};
+pub use time::TimeContext;
+
+/// What one message turned out to be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload<'a> {
+    /// A CEF record (or a broken one: the error keeps what was read) and its raw text from
+    /// the marker on.
+    Cef {
+        event: Result<CefEvent<'a>, CefError<'a>>,
+        text: &'a str,
+    },
+    /// Anything else: a plain syslog message.
+    Syslog,
+}
+
+/// One decoded message: header plus payload, borrowing from the input text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded<'a> {
+    pub header: SyslogHeader<'a>,
+    pub payload: Payload<'a>,
+}
+
+/// Decodes one message. Never fails: what cannot be read is kept for the raw fallback.
+pub fn decode<'a>(text: &'a str, ctx: &TimeContext) -> Decoded<'a> {
+    if let Some(at) = cef::find_marker(text) {
+        let cef_text = &text[at..];
+        return Decoded {
+            header: header_before(text, at, ctx),
+            payload: Payload::Cef {
+                event: cef::parse(cef_text),
+                text: cef_text,
+            },
+        };
+    }
+    if let Some(at) = cef::find_unmarked(text) {
+        let cef_text = &text[at..];
+        return Decoded {
+            header: header_before(text, at, ctx),
+            payload: Payload::Cef {
+                event: cef::parse_unmarked(cef_text),
+                text: cef_text,
+            },
+        };
+    }
+    Decoded {
+        header: syslog::parse(text, ctx),
+        payload: Payload::Syslog,
+    }
+}
+
+/// The syslog header of the text before a CEF record at `at`; fields that the header parser
+/// took from the CEF record itself are dropped.
+fn header_before<'a>(text: &'a str, at: usize, ctx: &TimeContext) -> SyslogHeader<'a> {
+    let prefix = text[..at].trim_end();
+    if prefix.is_empty() {
+        return SyslogHeader {
+            rfc5424: false,
+            facility: None,
+            severity: None,
+            timestamp: None,
+            hostname: None,
+            appname: None,
+            procid: None,
+            msgid: None,
+            structured_data: None,
+            msg: &text[at..],
+        };
+    }
+    let mut h = syslog::parse(text, ctx);
+    let before = |s: Option<&'a str>| {
+        s.filter(|s| syslog::offset_in(text, s).is_some_and(|o| o + s.len() <= at))
+    };
+    h.hostname = before(h.hostname);
+    h.appname = before(h.appname);
+    h.msgid = before(h.msgid);
+    h.structured_data = before(h.structured_data);
+    if let Some(ProcessId::Text(t)) = h.procid {
+        if before(Some(t)).is_none() {
+            h.procid = None;
+        }
+    }
+    h.msg = &text[at..];
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, FixedOffset, Utc};
+
+    fn ctx() -> TimeContext {
+        let received = DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z").unwrap();
+        TimeContext::new(received.with_timezone(&Utc), FixedOffset::east_opt(0).unwrap())
+    }
+
+    fn cef_of<'a>(d: &'a Decoded<'a>) -> &'a CefEvent<'a> {
+        match &d.payload {
+            Payload::Cef { event: Ok(ev), .. } => ev,
+            other => panic!("not CEF: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn cef_without_header() {
+        let d = decode("CEF:0|V|P|1|1|n|1|src=1.1.1.1", &ctx());
+        assert!(!d.header.has_header());
+        assert_eq!(cef_of(&d).device_vendor, "V");
+    }
+
+    #[test]
+    fn cef_after_rfc3164() {
+        let d = decode("<134>Sep 19 08:26:10 host CEF:0|V|P|1|1|n|1|src=1.1.1.1", &ctx());
+        assert_eq!(d.header.hostname, Some("host"));
+        assert_eq!(d.header.facility, Some("local0"));
+        assert_eq!(d.header.appname, None, "the CEF marker is no tag");
+        assert_eq!(cef_of(&d).extensions.len(), 1);
+    }
+
+    #[test]
+    fn cef_after_rfc3164_without_pri() {
+        let d = decode("Feb 12 11:11:30 syslog-800c CEF:0|V|P|1|1|n|1|a=b", &ctx());
+        assert_eq!(d.header.hostname, Some("syslog-800c"));
+        assert_eq!(cef_of(&d).extensions[0].0, "a");
+    }
+
+    #[test]
+    fn cef_after_rfc5424() {
+        let d = decode(
+            "<182>1 2020-10-04T10:41:14.608731Z cortexxdr - - - - CEF:0|V|P|1|1|n|9|a=b",
+            &ctx(),
+        );
+        assert!(d.header.rfc5424);
+        assert_eq!(d.header.hostname, Some("cortexxdr"));
+        assert_eq!(cef_of(&d).severity, "9");
+    }
+
+    #[test]
+    fn cef_after_rfc5424_with_tag_cef() {
+        let d = decode(
+            "<134>1 2026-11-26T10:00:00Z fw01 CEF - - [meta seq=\"1\"] CEF:0|V|P|1|1|n|9|a=b",
+            &ctx(),
+        );
+        assert_eq!(d.header.hostname, Some("fw01"));
+        assert_eq!(d.header.appname, Some("CEF"));
+        assert_eq!(d.header.structured_data, Some("[meta seq=\"1\"]"));
+    }
+
+    #[test]
+    fn cef_without_marker_behind_rfc5424_tag() {
+        let d = decode(
+            "<84>1 2018-02-21T14:19:27.540731+00:00 CENTER CEF 6076 AccountEnumerationSecurityAlert 0|Microsoft|Azure ATP|2.22|AccountEnumerationSecurityAlert|Reconnaissance|5|start=2018-02-21T14:19:02.6045416Z app=Kerberos",
+            &ctx(),
+        );
+        let ev = cef_of(&d);
+        assert_eq!(ev.version, "0");
+        assert_eq!(ev.device_product, "Azure ATP");
+        assert_eq!(ev.extensions.len(), 2);
+    }
+
+    #[test]
+    fn plain_syslog() {
+        let d = decode("<13>Nov 26 09:00:00 host app: hello CEF world", &ctx());
+        assert_eq!(d.payload, Payload::Syslog);
+        assert_eq!(d.header.msg, "hello CEF world");
+    }
+}

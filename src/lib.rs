@@ -1,0 +1,31 @@
+//! cefgate receives syslog and CEF from firewalls, proxies and IDS appliances and turns every
+//! message into a Microsoft Sentinel row: `CommonSecurityLog` for CEF, `Syslog` for the rest.
+//!
+//! # How a message flows
+//!
+//! Data moves one way through these stages; each is a module (or will be), and each hands
+//! the next one owned or borrowed data, never a callback:
+//!
+//! ```text
+//! listen -> frame -> decode -> record -> batch -> spool -> sink
+//! ```
+//!
+//! | stage | module | what it does |
+//! |---|---|---|
+//! | listen | *planned* (`listen`) | UDP, TCP and TLS sockets, limits, peer address |
+//! | frame | *planned* (`frame`) | octet-counting and newline framing of TCP streams |
+//! | decode | [`decode`] | syslog header ([`decode::syslog`], via `syslog_loose`), CEF record ([`decode::cef`], nom), timestamps ([`decode::time`]) |
+//! | record | [`record`] | one decoded message -> one typed row; CEF keys mapped by the dictionary in `grammars/cef-fields.tsv`; problems recorded on the row |
+//! | batch | *planned* (`batch`) | rows routed per table, flushed by rows, bytes and age |
+//! | spool | *planned* (`spool`) | batches on disk until the API confirms them |
+//! | sink | *planned* (`sink`) | Logs Ingestion and Data Collector APIs, files, stdout |
+//!
+//! Off the stream path: [`convert`] runs decode and record over captured lines offline
+//! (`cefgate convert`), and `main.rs` is the command line.
+//!
+//! The formal grammars the decoders implement live in `grammars/` at the top of the
+//! repository; the tests in `tests/` replay the captures in `fixtures/`.
+
+pub mod convert;
+pub mod decode;
+pub mod record;

@@ -1,0 +1,59 @@
+//! The CEF key dictionary, generated at build time from `grammars/cef-fields.tsv`.
+
+/// The type of a Sentinel column, which decides how a CEF value is converted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    String,
+    /// 32-bit integer.
+    Int,
+    /// 64-bit integer.
+    Long,
+    Real,
+    DateTime,
+}
+
+impl ColumnType {
+    /// The name used in `grammars/*.tsv` and in DCR stream declarations.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Int => "int",
+            ColumnType::Long => "long",
+            ColumnType::Real => "real",
+            ColumnType::DateTime => "datetime",
+        }
+    }
+}
+
+/// One row of `grammars/cef-fields.tsv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSpec {
+    pub short: &'static str,
+    pub full: &'static str,
+    pub cef_type: &'static str,
+    pub column: &'static str,
+    pub column_type: ColumnType,
+}
+
+include!(concat!(env!("OUT_DIR"), "/cef_fields.rs"));
+
+/// The dictionary entry for a wire key, short (`src`) or full (`sourceAddress`) name.
+pub fn lookup(key: &str) -> Option<(u16, &'static FieldSpec)> {
+    field_index(key).map(|i| (i, &FIELDS[i as usize]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_and_full_names() {
+        assert_eq!(lookup("src").unwrap().1.column, "SourceIP");
+        assert_eq!(lookup("sourceAddress").unwrap().1.column, "SourceIP");
+        assert_eq!(lookup("cn2").unwrap().1.column, "FieldDeviceCustomNumber2");
+        assert_eq!(lookup("externalId").unwrap().1.column, "ExtID");
+        assert_eq!(lookup("dpt").unwrap().1.column_type, ColumnType::Int);
+        assert!(lookup("FTNTFGTlogid").is_none());
+        assert!(lookup("SRC").is_none(), "keys are case-sensitive");
+    }
+}

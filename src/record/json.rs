@@ -1,0 +1,103 @@
+//! Rows as JSON objects, written straight into a byte buffer (no intermediate
+//! `serde_json::Value`): this runs once per message.
+
+use super::{Row, Value};
+use crate::decode::time::write_iso8601;
+
+/// Appends `row` as one JSON object (no trailing newline).
+pub fn write_json(row: &Row<'_>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (column, value)) in row.columns.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(column, out);
+        out.push(b':');
+        match value {
+            Value::Str(s) => write_str(s, out),
+            Value::Int(n) => {
+                let mut buf = itoa::Buffer::new();
+                out.extend_from_slice(buf.format(*n).as_bytes());
+            }
+            Value::Real(x) => {
+                // Only finite values reach a row (see record::convert).
+                let mut buf = ryu::Buffer::new();
+                out.extend_from_slice(buf.format_finite(*x).as_bytes());
+            }
+            Value::Time(t) => {
+                out.push(b'"');
+                write_iso8601(t, out);
+                out.push(b'"');
+            }
+        }
+    }
+    out.push(b'}');
+}
+
+/// A JSON string literal: `"`, `\` and control characters escaped, everything else as is.
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escape);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Table;
+    use std::borrow::Cow;
+
+    #[test]
+    fn escapes_match_serde_json() {
+        for s in ["plain", "quo\"te", "back\\slash", "nl\ncr\rtab\t", "\u{1}\u{1f}x", "café ✓", ""] {
+            let mut out = Vec::new();
+            write_str(s, &mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(s).unwrap());
+        }
+    }
+
+    #[test]
+    fn typed_values() {
+        let row = Row {
+            table: Table::CommonSecurityLog,
+            columns: vec![
+                ("A", Value::Str(Cow::Borrowed("x"))),
+                ("B", Value::Int(-42)),
+                ("C", Value::Real(1.5)),
+                ("D", Value::Time(chrono::DateTime::from_timestamp(0, 0).unwrap())),
+            ],
+            problems: vec![],
+        };
+        let mut out = Vec::new();
+        write_json(&row, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"A":"x","B":-42,"C":1.5,"D":"1970-01-01T00:00:00Z"}"#
+        );
+    }
+}

@@ -1,0 +1,386 @@
+//! Record: a decoded message -> one Sentinel row, `CommonSecurityLog` for CEF and `Syslog`
+//! for everything else, with every value converted to its column's type.
+//!
+//! Nothing is dropped here: a value that does not fit its column goes to
+//! `AdditionalExtensions`, a broken CEF record keeps its raw text, and each such problem is
+//! written to the row (`CefgateDiagnostics`) and counted by the caller.
+
+mod fields;
+mod json;
+mod problem;
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+
+pub use fields::{ColumnType, FIELDS, FieldSpec, lookup};
+pub use json::write_json;
+pub use problem::{DIAGNOSTICS_COLUMN, Problem, ProblemCounts, ProblemKind};
+
+use crate::decode::{self, CefError, CefEvent, Payload, ProcessId, SyslogHeader, TimeContext};
+
+/// The Sentinel table a row belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    CommonSecurityLog,
+    Syslog,
+}
+
+impl Table {
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::CommonSecurityLog => "CommonSecurityLog",
+            Table::Syslog => "Syslog",
+        }
+    }
+}
+
+/// A column value, typed as its column is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    Real(f64),
+    Time(DateTime<Utc>),
+}
+
+/// One row: columns in a fixed order (TimeGenerated first), borrowing from the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row<'a> {
+    pub table: Table,
+    pub columns: Vec<(&'static str, Value<'a>)>,
+    pub problems: Vec<Problem>,
+}
+
+impl<'a> Row<'a> {
+    /// The value of a column, if the row has it.
+    pub fn get(&self, column: &str) -> Option<&Value<'a>> {
+        self.columns.iter().find(|(c, _)| *c == column).map(|(_, v)| v)
+    }
+}
+
+/// Where `TimeGenerated` comes from; the first source that yields a time wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSource {
+    /// When cefgate received the message (what Sentinel's agents do).
+    Received,
+    /// The CEF `rt` (device receipt time).
+    Rt,
+    /// The CEF `end`.
+    End,
+    /// The CEF `start`.
+    Start,
+    /// The syslog header's timestamp.
+    Syslog,
+}
+
+impl TimeSource {
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name.trim() {
+            "received" => TimeSource::Received,
+            "rt" => TimeSource::Rt,
+            "end" => TimeSource::End,
+            "start" => TimeSource::Start,
+            "syslog" => TimeSource::Syslog,
+            _ => return None,
+        })
+    }
+}
+
+/// How rows are built: the settings that are not in the message.
+#[derive(Debug, Clone)]
+pub struct RecordSettings {
+    /// This machine's name, written to `CollectorHostName`.
+    pub collector_host: String,
+    /// Precedence for `TimeGenerated`; `Received` is always the last resort.
+    pub time_generated: Vec<TimeSource>,
+}
+
+impl Default for RecordSettings {
+    fn default() -> Self {
+        Self {
+            collector_host: gethostname::gethostname().to_string_lossy().into_owned(),
+            time_generated: vec![TimeSource::Received],
+        }
+    }
+}
+
+/// Facts about one received message that are not in its text.
+#[derive(Debug, Clone, Copy)]
+pub struct Reception<'a> {
+    pub time: TimeContext,
+    /// The sender's address (Syslog `HostIP`, fallback for `Computer`), when known.
+    pub peer: Option<&'a str>,
+}
+
+/// Turns decoded messages into rows.
+#[derive(Debug, Clone)]
+pub struct RowBuilder {
+    settings: RecordSettings,
+}
+
+const SEEN_WORDS: usize = FIELDS.len().div_ceil(64);
+
+impl RowBuilder {
+    pub fn new(settings: RecordSettings) -> Self {
+        Self { settings }
+    }
+
+    pub fn settings(&self) -> &RecordSettings {
+        &self.settings
+    }
+
+    /// Decodes one message and builds its row. `lossy` says the text had invalid UTF-8
+    /// replaced before it got here.
+    pub fn build<'a>(&'a self, text: &'a str, lossy: bool, rx: &Reception<'a>) -> Row<'a> {
+        let text = text.trim_end_matches(['\n', '\r', '\0']);
+        let decoded = decode::decode(text, &rx.time);
+        let mut row = match decoded.payload {
+            Payload::Cef { event, text: cef_text } => {
+                self.common_security_log(&decoded.header, event, cef_text, rx)
+            }
+            Payload::Syslog => self.syslog(&decoded.header, text, rx),
+        };
+        if lossy {
+            row.problems.insert(0, Problem { kind: ProblemKind::InvalidUtf8, detail: None });
+        }
+        if !row.problems.is_empty() {
+            let mut text = String::new();
+            for (i, p) in row.problems.iter().enumerate() {
+                if i > 0 {
+                    text.push_str("; ");
+                }
+                let _ = write!(text, "{p}");
+            }
+            row.columns.push((DIAGNOSTICS_COLUMN, Value::Str(Cow::Owned(text))));
+        }
+        row
+    }
+
+    fn collector(&self) -> Value<'_> {
+        Value::Str(Cow::Borrowed(self.settings.collector_host.as_str()))
+    }
+
+    fn common_security_log<'a>(
+        &'a self,
+        header: &SyslogHeader<'a>,
+        event: Result<CefEvent<'a>, CefError<'a>>,
+        cef_text: &'a str,
+        rx: &Reception<'a>,
+    ) -> Row<'a> {
+        let mut columns: Vec<(&'static str, Value<'a>)> = Vec::with_capacity(48);
+        let mut problems = Vec::new();
+        columns.push(("TimeGenerated", Value::Time(rx.time.received_at)));
+        if let Some(host) = header.hostname.or(rx.peer) {
+            columns.push(("Computer", str_value(host)));
+        }
+        columns.push(("CollectorHostName", self.collector()));
+
+        let event = match event {
+            Ok(ev) => ev,
+            Err(err) => {
+                // Broken header: keep what was found and the whole raw record.
+                let found = match &err {
+                    CefError::TruncatedHeader { found } => found.as_slice(),
+                    CefError::NoMarker => &[],
+                };
+                let names = ["DeviceVendor", "DeviceProduct", "DeviceVersion", "DeviceEventClassID", "Activity"];
+                for (name, value) in names.iter().zip(found) {
+                    columns.push((name, Value::Str(value.clone())));
+                }
+                columns.push(("Message", str_value(cef_text)));
+                problems.push(Problem {
+                    kind: ProblemKind::CefHeaderIncomplete,
+                    detail: Some(err.to_string()),
+                });
+                return Row { table: Table::CommonSecurityLog, columns, problems };
+            }
+        };
+
+        columns.push(("DeviceVendor", Value::Str(event.device_vendor)));
+        columns.push(("DeviceProduct", Value::Str(event.device_product)));
+        columns.push(("DeviceVersion", Value::Str(event.device_version)));
+        columns.push(("DeviceEventClassID", Value::Str(event.device_event_class_id)));
+        columns.push(("Activity", Value::Str(event.name)));
+        columns.push(("LogSeverity", Value::Str(event.severity)));
+
+        let mut extra = AdditionalExtensions::default();
+        if let Some(sd) = header.structured_data {
+            extra.push("syslogStructuredData", sd);
+        }
+        if let Some(text) = &event.unkeyed {
+            extra.push("cefgateUnkeyed", text);
+            problems.push(Problem { kind: ProblemKind::CefTextWithoutKey, detail: None });
+        }
+
+        let mut seen = [0u64; SEEN_WORDS];
+        let (mut rt, mut start, mut end) = (None, None, None);
+        for (key, value) in event.extensions {
+            let Some((idx, spec)) = lookup(key) else {
+                extra.push(key, &value);
+                continue;
+            };
+            let (word, bit) = (idx as usize / 64, 1u64 << (idx % 64));
+            if seen[word] & bit != 0 {
+                extra.push(key, &value);
+                problems.push(Problem { kind: ProblemKind::DuplicateKey, detail: Some(key.to_string()) });
+                continue;
+            }
+            match convert(spec, value, &rx.time) {
+                Ok(v) => {
+                    seen[word] |= bit;
+                    match (spec.short, &v) {
+                        ("rt", Value::Str(s)) => rt = decode::time::parse_cef_time(s, &rx.time),
+                        ("start", Value::Time(t)) => start = Some(*t),
+                        ("end", Value::Time(t)) => end = Some(*t),
+                        _ => {}
+                    }
+                    columns.push((spec.column, v));
+                }
+                Err((value, kind)) => {
+                    extra.push(key, &value);
+                    let detail = format!("{key} is not a valid {}", spec.column_type.name());
+                    problems.push(Problem { kind, detail: Some(detail) });
+                }
+            }
+        }
+        if let Some(text) = extra.finish() {
+            columns.push(("AdditionalExtensions", Value::Str(Cow::Owned(text))));
+        }
+        columns[0].1 = Value::Time(self.time_generated(rx, header, rt, start, end));
+        Row { table: Table::CommonSecurityLog, columns, problems }
+    }
+
+    fn time_generated(
+        &self,
+        rx: &Reception<'_>,
+        header: &SyslogHeader<'_>,
+        rt: Option<DateTime<Utc>>,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> DateTime<Utc> {
+        for source in &self.settings.time_generated {
+            let found = match source {
+                TimeSource::Received => Some(rx.time.received_at),
+                TimeSource::Rt => rt,
+                TimeSource::Start => start,
+                TimeSource::End => end,
+                TimeSource::Syslog => header.timestamp,
+            };
+            if let Some(t) = found {
+                return t;
+            }
+        }
+        rx.time.received_at
+    }
+
+    fn syslog<'a>(&'a self, header: &SyslogHeader<'a>, text: &'a str, rx: &Reception<'a>) -> Row<'a> {
+        let mut columns: Vec<(&'static str, Value<'a>)> = Vec::with_capacity(12);
+        let mut problems = Vec::new();
+        let time = self.time_generated(rx, header, None, None, None);
+        columns.push(("TimeGenerated", Value::Time(time)));
+        if let Some(host) = header.hostname.or(rx.peer) {
+            columns.push(("Computer", str_value(host)));
+        }
+        if let Some(host) = header.hostname {
+            columns.push(("HostName", str_value(host)));
+        }
+        if let Some(ip) = rx.peer {
+            columns.push(("HostIP", str_value(ip)));
+        }
+        columns.push(("CollectorHostName", self.collector()));
+        if text.is_empty() {
+            problems.push(Problem { kind: ProblemKind::EmptyMessage, detail: None });
+        } else if !header.has_header() {
+            problems.push(Problem { kind: ProblemKind::NoSyslogHeader, detail: None });
+        }
+        // RFC 3164 relays treat a message without PRI as user.notice.
+        let (facility, severity) = match (header.facility, header.severity) {
+            (Some(f), Some(s)) => (f, s),
+            _ => ("user", "notice"),
+        };
+        columns.push(("Facility", Value::Str(Cow::Borrowed(facility))));
+        columns.push(("SeverityLevel", Value::Str(Cow::Borrowed(severity))));
+        if let Some(app) = header.appname {
+            columns.push(("ProcessName", str_value(app)));
+        }
+        match header.procid {
+            Some(ProcessId::Number(n)) => columns.push(("ProcessID", Value::Int(n.into()))),
+            Some(ProcessId::Text(t)) => problems.push(Problem {
+                kind: ProblemKind::ProcessIdNotNumber,
+                detail: Some(format!("procid {t:?}")),
+            }),
+            None => {}
+        }
+        if let Some(t) = header.timestamp {
+            columns.push(("EventTime", Value::Time(t)));
+        }
+        let message = match header.structured_data {
+            Some(sd) if header.msg.is_empty() => str_value(sd),
+            Some(sd) => Value::Str(Cow::Owned(format!("{sd} {}", header.msg))),
+            None => str_value(header.msg),
+        };
+        columns.push(("SyslogMessage", message));
+        Row { table: Table::Syslog, columns, problems }
+    }
+}
+
+fn str_value(s: &str) -> Value<'_> {
+    Value::Str(Cow::Borrowed(s))
+}
+
+/// Converts a CEF value to its column's type, or hands it back with the problem.
+#[allow(clippy::result_large_err)]
+fn convert<'a>(
+    spec: &FieldSpec,
+    value: Cow<'a, str>,
+    time: &TimeContext,
+) -> Result<Value<'a>, (Cow<'a, str>, ProblemKind)> {
+    let t = value.trim();
+    match spec.column_type {
+        ColumnType::String => Ok(Value::Str(value)),
+        ColumnType::Int => match t.parse::<i32>() {
+            Ok(n) => Ok(Value::Int(n.into())),
+            Err(_) => Err((value, ProblemKind::ValueType)),
+        },
+        ColumnType::Long => match t.parse::<i64>() {
+            Ok(n) => Ok(Value::Int(n)),
+            Err(_) => Err((value, ProblemKind::ValueType)),
+        },
+        ColumnType::Real => match t.parse::<f64>() {
+            Ok(x) if x.is_finite() => Ok(Value::Real(x)),
+            _ => Err((value, ProblemKind::ValueType)),
+        },
+        ColumnType::DateTime => match decode::time::parse_cef_time(t, time) {
+            Some(ts) => Ok(Value::Time(ts)),
+            None => Err((value, ProblemKind::BadTimestamp)),
+        },
+    }
+}
+
+/// `key=value;key=value`, the form Sentinel content splits on. Values are written as
+/// decoded (unescaped), like Sentinel stores them.
+#[derive(Default)]
+struct AdditionalExtensions {
+    text: Option<String>,
+}
+
+impl AdditionalExtensions {
+    fn push(&mut self, key: &str, value: &str) {
+        let text = self.text.get_or_insert_with(|| String::with_capacity(256));
+        if !text.is_empty() {
+            text.push(';');
+        }
+        text.push_str(key);
+        text.push('=');
+        text.push_str(value);
+    }
+
+    fn finish(self) -> Option<String> {
+        self.text
+    }
+}
+
+#[cfg(test)]
+mod tests;
