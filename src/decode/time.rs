@@ -23,6 +23,19 @@ impl TimeContext {
     pub fn infer_year(&self, month: u32, day: u32, hour: u32, min: u32, sec: u32) -> i32 {
         let here = self.received_at.with_timezone(&self.zone);
         let year = here.year();
+        // Fast path: more than one month away from the receive month on either side of
+        // the year boundary decides it without building dates.
+        let gap = month as i32 - here.month() as i32;
+        if gap.abs() <= 5 {
+            if NaiveDate::from_ymd_opt(year, month, day).is_some() {
+                return year;
+            }
+        } else if gap.abs() >= 7 {
+            let candidate = if gap > 0 { year - 1 } else { year + 1 };
+            if NaiveDate::from_ymd_opt(candidate, month, day).is_some() {
+                return candidate;
+            }
+        }
         let mut best = year;
         let mut best_gap = i64::MAX;
         for candidate in [year - 1, year, year + 1] {
@@ -46,8 +59,11 @@ const MONTHS: [&str; 12] = [
 ];
 
 fn month_number(name: &str) -> Option<u32> {
-    let lower = name.get(..3)?.to_ascii_lowercase();
-    MONTHS.iter().position(|m| *m == lower).map(|i| i as u32 + 1)
+    let abbrev = name.get(..3)?;
+    MONTHS
+        .iter()
+        .position(|m| m.eq_ignore_ascii_case(abbrev))
+        .map(|i| i as u32 + 1)
 }
 
 /// Zone abbreviations devices put after CEF timestamps, with their UTC offsets in seconds.

@@ -231,7 +231,9 @@ impl RowBuilder {
                 Ok(v) => {
                     seen[word] |= bit;
                     match (spec.short, &v) {
-                        ("rt", Value::Str(s)) => rt = decode::time::parse_cef_time(s, &rx.time),
+                        ("rt", Value::Str(s)) if self.wants(TimeSource::Rt) => {
+                            rt = decode::time::parse_cef_time(s, &rx.time)
+                        }
                         ("start", Value::Time(t)) => start = Some(*t),
                         ("end", Value::Time(t)) => end = Some(*t),
                         _ => {}
@@ -250,6 +252,10 @@ impl RowBuilder {
         }
         columns[0].1 = Value::Time(self.time_generated(rx, header, rt, start, end));
         Row { table: Table::CommonSecurityLog, columns, problems }
+    }
+
+    fn wants(&self, source: TimeSource) -> bool {
+        self.settings.time_generated.contains(&source)
     }
 
     fn time_generated(
@@ -337,6 +343,9 @@ fn convert<'a>(
     value: Cow<'a, str>,
     time: &TimeContext,
 ) -> Result<Value<'a>, (Cow<'a, str>, ProblemKind)> {
+    if spec.column_type == ColumnType::String {
+        return Ok(Value::Str(value));
+    }
     let t = value.trim();
     match spec.column_type {
         ColumnType::String => Ok(Value::Str(value)),

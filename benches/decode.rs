@@ -1,0 +1,59 @@
+//! Decode+map and decode+map+JSON throughput on typical firewall lines.
+//!
+//! `cargo bench --bench decode`; criterion reports the time per line (its median is in the
+//! "time" column); lines/s = 1 s / that time.
+
+use std::hint::black_box;
+
+use chrono::{FixedOffset, TimeZone, Utc};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+use cefgate::decode::TimeContext;
+use cefgate::record::{RecordSettings, Reception, RowBuilder, TimeSource, write_json};
+
+/// ~400 bytes: a firewall traffic event behind an RFC 3164 header.
+const RFC3164_LINE: &str = "<134>Nov 26 09:59:58 fw-edge-01 CEF:0|Palo Alto Networks|PAN-OS|10.2.4|end|TRAFFIC|3|rt=Nov 26 2026 09:59:58 GMT deviceExternalId=013201001234 src=10.1.20.34 dst=142.250.74.110 sourceTranslatedAddress=203.0.113.7 spt=51544 dpt=443 sourceTranslatedPort=31022 proto=TCP act=allow in=5120 out=1894 suser=corp\\\\jdoe cs1Label=Rule cs1=allow-web cs3Label=Virtual System cs3=vsys1 cn1Label=SessionID cn1=884213 app=ssl";
+
+/// ~1.2 KB: a proxy event with a long URL, escapes and many custom keys behind RFC 5424.
+fn rfc5424_line() -> String {
+    let mut line = String::from(
+        "<134>1 2026-11-26T09:59:58.123456+01:00 proxy-03.example.net ZscalerNSS 4242 web [meta sequenceId=\"1337\"] CEF:0|Zscaler|NSSWeblog|6.1|Allowed|Allowed|3|",
+    );
+    line.push_str("act=Allowed reason=Allowed app=HTTPS dhost=www.example.com dst=93.184.216.34 src=10.20.30.40 sourceTranslatedAddress=198.51.100.10 in=48213 out=2201 request=https://www.example.com/search?q\\=cef+parser&lang\\=en&session\\=a1b2c3d4e5f6 requestClientApplication=Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36 requestMethod=GET suser=jane.doe@example.com spriv=General Group cat=Professional Services cs1=Engineering cs1Label=dept cs2=Web Search cs2Label=urlsupercat cs3=allow-all cs3Label=urlpolicy cs4=None cs4Label=dlpengine cs5=TLSv1.3 cs5Label=clienttlsversion cs6=sha256 cs6Label=srvcertvalidationtype cn1=0 cn1Label=riskscore cn2=120 cn2Label=threatseverity fileType=None destinationServiceName=Google Search outcome=200 rt=Nov 26 2026 08:59:58 UTC ZscalerNSSWeblogLocation=Road Warrior ZscalerNSSWeblogDevice=LAPTOP-42 ZscalerNSSWeblogDeviceOS=Windows 11 ZscalerNSSWeblogOwner=jane.doe ZscalerNSSWeblogContentType=text/html ZscalerNSSWeblogUnscannable=None ZscalerNSSWeblogBwThrottle=NO msg=Request allowed by policy");
+    line
+}
+
+fn bench(c: &mut Criterion) {
+    let builder = RowBuilder::new(RecordSettings {
+        collector_host: "collector".into(),
+        time_generated: vec![TimeSource::Received],
+    });
+    let rx = Reception {
+        time: TimeContext::new(
+            Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap(),
+            FixedOffset::east_opt(0).unwrap(),
+        ),
+        peer: Some("192.0.2.1"),
+    };
+    let long = rfc5424_line();
+    for (name, line) in [("rfc3164_400B", RFC3164_LINE), ("rfc5424_1200B", long.as_str())] {
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Elements(1));
+        group.bench_function("decode_map", |b| {
+            b.iter(|| black_box(builder.build(black_box(line), false, &rx)))
+        });
+        let mut out = Vec::with_capacity(4096);
+        group.bench_function("decode_map_json", |b| {
+            b.iter(|| {
+                out.clear();
+                let row = builder.build(black_box(line), false, &rx);
+                write_json(&row, &mut out);
+                black_box(out.len())
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
