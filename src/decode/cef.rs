@@ -16,7 +16,7 @@ use nom::{
 
 /// A decoded CEF record. Header fields keep their wire order; extension pairs keep theirs,
 /// duplicates included, so the record stage can decide what a repeated key means.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CefEvent<'a> {
     pub version: &'a str,
     pub device_vendor: Cow<'a, str>,
@@ -35,9 +35,10 @@ pub struct CefEvent<'a> {
 pub enum CefError<'a> {
     #[error("no CEF marker (`CEF:<version>|`)")]
     NoMarker,
-    /// Fewer than the seven header fields: what was found is kept for the raw fallback.
-    #[error("CEF header has {} of 7 fields", .found.len() + 1)]
-    TruncatedHeader { found: Vec<Cow<'a, str>> },
+    /// Fewer than the seven header fields. `event` holds the fields that were found (the
+    /// rest empty) and any extension pairs that followed them.
+    #[error("CEF header has {} of 7 fields", .found + 1)]
+    TruncatedHeader { event: CefEvent<'a>, found: usize },
 }
 
 /// Where the CEF record starts in `text`: the first `CEF:<digits>|`.
@@ -142,8 +143,12 @@ pub fn parse_unmarked(input: &str) -> Result<CefEvent<'_>, CefError<'_>> {
     parse_after_version(version, rest)
 }
 
-fn parse_after_version<'a>(version: &'a str, mut rest: &'a str) -> Result<CefEvent<'a>, CefError<'a>> {
+fn parse_after_version<'a>(
+    version: &'a str,
+    mut rest: &'a str,
+) -> Result<CefEvent<'a>, CefError<'a>> {
     let mut fields: Vec<Cow<'_, str>> = Vec::with_capacity(6);
+    let mut complete = true;
     while fields.len() < 6 {
         match header_field(rest) {
             Some((next, value)) => {
@@ -151,17 +156,23 @@ fn parse_after_version<'a>(version: &'a str, mut rest: &'a str) -> Result<CefEve
                 rest = next;
             }
             None => {
-                if !rest.is_empty() {
+                // No more pipes. `key=...` here is an extension behind a short header (its
+                // pairs are kept); anything else is one more header field, and when that
+                // is the sixth (severity without its closing pipe) the header is whole.
+                if !rest.is_empty() && key_at(rest.trim_start()).is_none() {
                     fields.push(Cow::Owned(unescape_header(rest)));
+                    rest = "";
                 }
-                return Err(CefError::TruncatedHeader { found: fields });
+                complete = fields.len() == 6;
+                break;
             }
         }
     }
+    let found = fields.len();
     let mut it = fields.into_iter();
     let mut next = || it.next().unwrap_or_default();
     let (unkeyed, extensions) = parse_extension(rest);
-    Ok(CefEvent {
+    let event = CefEvent {
         version,
         device_vendor: next(),
         device_product: next(),
@@ -171,7 +182,12 @@ fn parse_after_version<'a>(version: &'a str, mut rest: &'a str) -> Result<CefEve
         severity: next(),
         unkeyed,
         extensions,
-    })
+    };
+    if complete {
+        Ok(event)
+    } else {
+        Err(CefError::TruncatedHeader { event, found })
+    }
 }
 
 fn is_key_first(b: u8) -> bool {
@@ -409,16 +425,24 @@ mod tests {
 
     #[test]
     fn truncated_header_keeps_what_was_found() {
-        match parse("CEF:0|Vendor|Product|1.0|src=1.2.3.4") {
-            Err(CefError::TruncatedHeader { found }) => {
-                assert_eq!(found, vec!["Vendor", "Product", "1.0", "src=1.2.3.4"]);
+        match parse("CEF:0|Vendor|Product|1.0|src=1.2.3.4 act=x") {
+            Err(CefError::TruncatedHeader { event, found }) => {
+                assert_eq!(found, 3);
+                assert_eq!(event.device_version, "1.0");
+                assert_eq!(event.device_event_class_id, "");
+                assert_eq!(event.extensions.len(), 2, "extension kept: {event:?}");
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert_eq!(
-            parse("CEF:0|V|P|1|id|name|10").unwrap_err().to_string(),
-            "CEF header has 7 of 7 fields"
-        );
+        let err = parse("CEF:0|Vendor|Product|1.0|class").unwrap_err();
+        assert_eq!(err.to_string(), "CEF header has 5 of 7 fields");
+    }
+
+    #[test]
+    fn severity_without_closing_pipe_is_a_whole_header() {
+        let ev = parse("CEF:0|V|P|1|id|name|10").unwrap();
+        assert_eq!(ev.severity, "10");
+        assert!(ev.extensions.is_empty());
     }
 
     #[test]
@@ -532,7 +556,7 @@ mod tests {
     #[test]
     fn lone_trailing_backslash() {
         assert_eq!(ext("CEF:0|V|P|1|1|n|1|a=x\\"), pairs(&[("a", "x\\")]));
-        assert!(parse("CEF:0|V|P|1|1|n\\").is_err());
+        assert!(parse("CEF:0|V|P|1|1\\").is_err());
     }
 
     #[test]

@@ -90,8 +90,38 @@ fn header_before<'a>(text: &'a str, at: usize, ctx: &TimeContext) -> SyslogHeade
             h.procid = None;
         }
     }
+    if !h.rfc5424 && (h.timestamp.is_none() || h.hostname.is_none() || h.appname.is_some()) {
+        arcsight_prefix(prefix, &mut h, ctx);
+    }
     h.msg = &text[at..];
     h
+}
+
+/// The prefix ArcSight connectors and many appliances write instead of an RFC 3164 header:
+/// `[<PRI>]<any CEF timestamp> <host> CEF:...`, e.g. `May 02 2017 15:27:43.000 UTC host` or
+/// `1493738863000 host`. When the prefix has that shape, its time and host win over what the
+/// RFC 3164 parser guessed (it reads the zone as the host and the host as a tag).
+fn arcsight_prefix<'a>(prefix: &'a str, h: &mut SyslogHeader<'a>, ctx: &TimeContext) {
+    let body = match prefix.strip_prefix('<').and_then(|p| p.split_once('>')) {
+        Some((pri, body)) if pri.bytes().all(|b| b.is_ascii_digit()) => body,
+        _ => prefix,
+    };
+    let Some((stamp, host)) = body.trim().rsplit_once(' ') else {
+        return;
+    };
+    let hostname_like = !host.ends_with(':')
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
+    if !hostname_like {
+        return;
+    }
+    if let Some(t) = time::parse_cef_time(stamp, ctx) {
+        h.timestamp = Some(t);
+        h.hostname = Some(host);
+        h.appname = None;
+        h.procid = None;
+    }
 }
 
 #[cfg(test)]
@@ -166,6 +196,28 @@ mod tests {
         assert_eq!(ev.version, "0");
         assert_eq!(ev.device_product, "Azure ATP");
         assert_eq!(ev.extensions.len(), 2);
+    }
+
+    #[test]
+    fn cef_after_arcsight_prefixes() {
+        for (line, when) in [
+            ("1493738863000 hostname.example.com CEF:0|V|P|1|1|n|1|a=b", "2017-05-02T15:27:43Z"),
+            ("May 02 15:27:43.000 UTC hostname.example.com CEF:0|V|P|1|1|n|1|a=b", "2026-05-02T15:27:43Z"),
+            ("<13>May 02 2017 15:27:43 hostname.example.com CEF:0|V|P|1|1|n|1|a=b", "2017-05-02T15:27:43Z"),
+        ] {
+            let d = decode(line, &ctx());
+            assert_eq!(d.header.hostname, Some("hostname.example.com"), "{line}");
+            assert_eq!(d.header.appname, None, "{line}");
+            let t = d.header.timestamp.map(|t| time::iso8601(&t));
+            assert_eq!(t.as_deref(), Some(when), "{line}");
+        }
+    }
+
+    #[test]
+    fn rfc3164_tag_before_cef_stays_a_tag() {
+        let d = decode("<134>Sep 19 08:26:10 host tag[7]: CEF:0|V|P|1|1|n|1|a=b", &ctx());
+        assert_eq!(d.header.hostname, Some("host"));
+        assert_eq!(d.header.appname, Some("tag"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub struct SyslogHeader<'a> {
     pub appname: Option<&'a str>,
     pub procid: Option<ProcessId<'a>>,
     pub msgid: Option<&'a str>,
-    /// RFC 5424 structured data exactly as sent (`[id k="v"]...`).
+    /// Structured data exactly as sent (RFC 5424, or the RFC 3164 messages rsyslog writes) (`[id k="v"]...`).
     pub structured_data: Option<&'a str>,
     /// The MSG part (after the header and structured data).
     pub msg: &'a str,
@@ -60,10 +60,10 @@ pub fn parse<'a>(text: &'a str, ctx: &TimeContext) -> SyslogHeader<'a> {
         ProcId::PID(n) => ProcessId::Number(*n),
         ProcId::Name(name) => ProcessId::Text(name),
     });
-    let structured_data = match (&m.protocol, m.structured_data.first()) {
-        (Protocol::RFC5424(_), Some(first)) => raw_structured_data(text, first.id, m.msg),
-        _ => None,
-    };
+    let structured_data = m
+        .structured_data
+        .first()
+        .and_then(|first| raw_structured_data(text, first.id, m.msg));
     SyslogHeader {
         rfc5424: matches!(m.protocol, Protocol::RFC5424(_)),
         facility: m.facility.map(|f| f.as_str()),

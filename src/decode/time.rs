@@ -18,39 +18,31 @@ impl TimeContext {
         Self { received_at, zone }
     }
 
-    /// The year that puts month/day/time nearest to the receive time, so a `Dec 31` message
-    /// received on `Jan 1` belongs to the previous year.
+    /// The year for a timestamp written without one: the receive year, unless that puts it
+    /// more than 31 days in the future (then the year before: a `Dec 31` message received on
+    /// `Jan 1`) or more than 334 days in the past (then the year after). Clocks run a little
+    /// ahead, but logs arrive late far more often than early.
     pub fn infer_year(&self, month: u32, day: u32, hour: u32, min: u32, sec: u32) -> i32 {
-        let here = self.received_at.with_timezone(&self.zone);
+        let here = self.received_at.with_timezone(&self.zone).naive_local();
         let year = here.year();
-        // Fast path: more than one month away from the receive month on either side of
-        // the year boundary decides it without building dates.
-        let gap = month as i32 - here.month() as i32;
-        if gap.abs() <= 5 {
-            if NaiveDate::from_ymd_opt(year, month, day).is_some() {
-                return year;
-            }
-        } else if gap.abs() >= 7 {
-            let candidate = if gap > 0 { year - 1 } else { year + 1 };
-            if NaiveDate::from_ymd_opt(candidate, month, day).is_some() {
-                return candidate;
-            }
-        }
-        let mut best = year;
-        let mut best_gap = i64::MAX;
-        for candidate in [year - 1, year, year + 1] {
-            let Some(local) = NaiveDate::from_ymd_opt(candidate, month, day)
-                .and_then(|d| d.and_hms_opt(hour, min, sec))
-            else {
-                continue;
+        let at = |y: i32| {
+            NaiveDate::from_ymd_opt(y, month, day).and_then(|d| d.and_hms_opt(hour, min, sec))
+        };
+        if let Some(local) = at(year) {
+            let ahead = (local - here).num_seconds();
+            return if ahead > 31 * 86_400 {
+                year - 1
+            } else if ahead < -334 * 86_400 {
+                year + 1
+            } else {
+                year
             };
-            let gap = (local - here.naive_local()).num_seconds().abs();
-            if gap < best_gap {
-                best_gap = gap;
-                best = candidate;
-            }
         }
-        best
+        // Feb 29 outside a leap year: the nearest year that has it.
+        (1..=4)
+            .flat_map(|d| [year + d, year - d])
+            .find(|y| at(*y).is_some())
+            .unwrap_or(year)
     }
 }
 
@@ -307,6 +299,11 @@ mod tests {
         assert_eq!(c.infer_year(12, 31, 23, 59, 59), 2026);
         assert_eq!(c.infer_year(1, 1, 0, 0, 5), 2027);
         assert_eq!(c.infer_year(2, 29, 0, 0, 0), 2028);
+        assert_eq!(c.infer_year(1, 31, 0, 0, 0), 2027, "30 days ahead is still this year");
+        assert_eq!(c.infer_year(3, 1, 0, 0, 0), 2026, "two months ahead is last year");
+        let received = DateTime::parse_from_rfc3339("2026-12-31T23:00:00Z").unwrap();
+        let c = TimeContext::new(received.with_timezone(&Utc), FixedOffset::east_opt(0).unwrap());
+        assert_eq!(c.infer_year(1, 1, 0, 0, 5), 2027);
     }
 
     #[test]

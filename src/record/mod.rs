@@ -177,33 +177,30 @@ impl RowBuilder {
         }
         columns.push(("CollectorHostName", self.collector()));
 
-        let event = match event {
-            Ok(ev) => ev,
-            Err(err) => {
-                // Broken header: keep what was found and the whole raw record.
-                let found = match &err {
-                    CefError::TruncatedHeader { found } => found.as_slice(),
-                    CefError::NoMarker => &[],
-                };
-                let names = ["DeviceVendor", "DeviceProduct", "DeviceVersion", "DeviceEventClassID", "Activity"];
-                for (name, value) in names.iter().zip(found) {
-                    columns.push((name, Value::Str(value.clone())));
-                }
-                columns.push(("Message", str_value(cef_text)));
-                problems.push(Problem {
-                    kind: ProblemKind::CefHeaderIncomplete,
-                    detail: Some(err.to_string()),
-                });
-                return Row { table: Table::CommonSecurityLog, columns, problems };
+        // A broken header keeps the fields it has, its extension, and the raw record.
+        let (event, header_fields, broken) = match event {
+            Ok(ev) => (ev, 6, None),
+            Err(err @ CefError::TruncatedHeader { .. }) => {
+                let detail = err.to_string();
+                let CefError::TruncatedHeader { event, found } = err else { unreachable!() };
+                (event, found, Some(detail))
             }
+            Err(err @ CefError::NoMarker) => (CefEvent::default(), 0, Some(err.to_string())),
         };
-
-        columns.push(("DeviceVendor", Value::Str(event.device_vendor)));
-        columns.push(("DeviceProduct", Value::Str(event.device_product)));
-        columns.push(("DeviceVersion", Value::Str(event.device_version)));
-        columns.push(("DeviceEventClassID", Value::Str(event.device_event_class_id)));
-        columns.push(("Activity", Value::Str(event.name)));
-        columns.push(("LogSeverity", Value::Str(event.severity)));
+        let cef_header = [
+            ("DeviceVendor", event.device_vendor),
+            ("DeviceProduct", event.device_product),
+            ("DeviceVersion", event.device_version),
+            ("DeviceEventClassID", event.device_event_class_id),
+            ("Activity", event.name),
+            ("LogSeverity", event.severity),
+        ];
+        for (column, value) in cef_header.into_iter().take(header_fields) {
+            columns.push((column, Value::Str(value)));
+        }
+        if let Some(detail) = broken {
+            problems.push(Problem { kind: ProblemKind::CefHeaderIncomplete, detail: Some(detail) });
+        }
 
         let mut extra = AdditionalExtensions::default();
         if let Some(sd) = header.structured_data {
@@ -245,6 +242,14 @@ impl RowBuilder {
                     let detail = format!("{key} is not a valid {}", spec.column_type.name());
                     problems.push(Problem { kind, detail: Some(detail) });
                 }
+            }
+        }
+        if header_fields < 6 {
+            let msg_taken = lookup("msg").is_some_and(|(i, _)| seen[i as usize / 64] & (1 << (i % 64)) != 0);
+            if msg_taken {
+                extra.push("cefgateRaw", cef_text);
+            } else {
+                columns.push(("Message", str_value(cef_text)));
             }
         }
         if let Some(text) = extra.finish() {
