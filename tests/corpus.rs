@@ -27,6 +27,9 @@ const DISAGREEMENTS: &[(&str, &str, &str)] = &[
     ("vrl-parse_cef.jsonl", "test_strip_quotes", "name"),
     ("vrl-parse_cef.jsonl", "test_strip_quotes", "spt"),
     ("vrl-parse_cef.jsonl", "test_strip_quotes", "src"),
+    // The RFC 5424 BOM marks MSG as UTF-8 and is dropped from SyslogMessage.
+    ("rfc-syslog-examples.jsonl", "rfc5424-ex1", "message"),
+    ("rfc-syslog-examples.jsonl", "rfc5424-ex3", "message"),
     // `\r` is a carriage return, as the CEF text says (VRL turns it into a line feed).
     ("vrl-parse_cef.jsonl", "test_extension_newline", "msg"),
 ];

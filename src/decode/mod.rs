@@ -91,10 +91,46 @@ fn header_before<'a>(text: &'a str, at: usize, ctx: &TimeContext) -> SyslogHeade
         }
     }
     if !h.rfc5424 && (h.timestamp.is_none() || h.hostname.is_none() || h.appname.is_some()) {
-        arcsight_prefix(prefix, &mut h, ctx);
+        if !rfc5424_without_sd(prefix, &mut h) {
+            arcsight_prefix(prefix, &mut h, ctx);
+        }
     }
     h.msg = &text[at..];
     h
+}
+
+/// An RFC 5424 header whose STRUCTURED-DATA is missing, as Microsoft Defender for Identity
+/// and ATA send it (`<PRI>1 TIMESTAMP HOST APP PROCID MSGID 0|Microsoft|...`), possibly behind
+/// a relay's own prefix. The RFC 5424 parser rejects it, so the fields are read here.
+fn rfc5424_without_sd<'a>(prefix: &'a str, h: &mut SyslogHeader<'a>) -> bool {
+    let tokens: Vec<&'a str> = prefix.split(' ').filter(|t| !t.is_empty()).collect();
+    for (i, token) in tokens.iter().enumerate() {
+        let version = token.rsplit_once('>').map_or(*token, |(_, v)| v);
+        if version != "1" || tokens.len() < i + 6 {
+            continue;
+        }
+        let Ok(ts) = chrono::DateTime::parse_from_rfc3339(tokens[i + 1]) else {
+            continue;
+        };
+        let field = |t: &'a str| (t != "-").then_some(t);
+        let pri = token.strip_prefix('<').and_then(|t| t.split_once('>'));
+        if let Some(Ok(pri)) = pri.map(|(p, _)| p.parse::<u8>()) {
+            let (facility, severity) = syslog_loose::decompose_pri(pri);
+            h.facility = facility.map(|f| f.as_str());
+            h.severity = severity.map(|s| s.as_str());
+        }
+        h.timestamp = Some(ts.with_timezone(&chrono::Utc));
+        h.hostname = field(tokens[i + 2]);
+        h.appname = field(tokens[i + 3]);
+        h.procid = field(tokens[i + 4]).map(|p| match p.parse() {
+            Ok(n) => ProcessId::Number(n),
+            Err(_) => ProcessId::Text(p),
+        });
+        h.msgid = field(tokens[i + 5]);
+        h.rfc5424 = true;
+        return true;
+    }
+    false
 }
 
 /// The prefix ArcSight connectors and many appliances write instead of an RFC 3164 header:
@@ -195,6 +231,11 @@ mod tests {
         let ev = cef_of(&d);
         assert_eq!(ev.version, "0");
         assert_eq!(ev.device_product, "Azure ATP");
+        assert_eq!(d.header.hostname, Some("CENTER"));
+        assert_eq!(d.header.appname, Some("CEF"));
+        assert_eq!(d.header.procid, Some(ProcessId::Number(6076)));
+        assert_eq!(d.header.facility, Some("authpriv"));
+        assert_eq!(d.header.severity, Some("warning"));
         assert_eq!(ev.extensions.len(), 2);
     }
 

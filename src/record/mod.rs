@@ -327,10 +327,12 @@ impl RowBuilder {
         if let Some(t) = header.timestamp {
             columns.push(("EventTime", Value::Time(t)));
         }
+        // RFC 5424: a BOM only says "MSG is UTF-8"; it is not part of the text.
+        let msg = header.msg.strip_prefix('\u{feff}').unwrap_or(header.msg);
         let message = match header.structured_data {
-            Some(sd) if header.msg.is_empty() => str_value(sd),
-            Some(sd) => Value::Str(Cow::Owned(format!("{sd} {}", header.msg))),
-            None => str_value(header.msg),
+            Some(sd) if msg.is_empty() => str_value(sd),
+            Some(sd) => Value::Str(Cow::Owned(format!("{sd} {msg}"))),
+            None => str_value(msg),
         };
         columns.push(("SyslogMessage", message));
         Row { table: Table::Syslog, columns, problems }
