@@ -49,7 +49,9 @@ fn main() {
         count += 1;
     }
     table.push_str("];\n\n");
-    table.push_str("/// The dictionary entry for a key as written on the wire (short or full name).\n");
+    table.push_str(
+        "/// The dictionary entry for a key as written on the wire (short or full name).\n",
+    );
     table.push_str("pub fn field_index(key: &str) -> Option<u16> {\n    match key {\n");
     for (name, (idx, _)) in &names {
         writeln!(table, "        {name:?} => Some({idx}),").unwrap();

@@ -9,7 +9,7 @@ use chrono::{FixedOffset, TimeZone, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use cefgate::decode::TimeContext;
-use cefgate::record::{RecordSettings, Reception, RowBuilder, TimeSource, write_json};
+use cefgate::record::{Reception, RecordSettings, RowBuilder, TimeSource, write_json};
 
 /// ~400 bytes: a firewall traffic event behind an RFC 3164 header.
 const RFC3164_LINE: &str = "<134>Nov 26 09:59:58 fw-edge-01 CEF:0|Palo Alto Networks|PAN-OS|10.2.4|end|TRAFFIC|3|rt=Nov 26 2026 09:59:58 GMT deviceExternalId=013201001234 src=10.1.20.34 dst=142.250.74.110 sourceTranslatedAddress=203.0.113.7 spt=51544 dpt=443 sourceTranslatedPort=31022 proto=TCP act=allow in=5120 out=1894 suser=corp\\\\jdoe cs1Label=Rule cs1=allow-web cs3Label=Virtual System cs3=vsys1 cn1Label=SessionID cn1=884213 app=ssl";
@@ -36,7 +36,10 @@ fn bench(c: &mut Criterion) {
         peer: Some("192.0.2.1"),
     };
     let long = rfc5424_line();
-    for (name, line) in [("rfc3164_400B", RFC3164_LINE), ("rfc5424_1200B", long.as_str())] {
+    for (name, line) in [
+        ("rfc3164_400B", RFC3164_LINE),
+        ("rfc5424_1200B", long.as_str()),
+    ] {
         let mut group = c.benchmark_group(name);
         group.throughput(Throughput::Elements(1));
         group.bench_function("decode_map", |b| {

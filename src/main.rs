@@ -14,7 +14,11 @@ use cefgate::decode::time::parse_zone;
 use cefgate::record::{RecordSettings, RowBuilder, TimeSource};
 
 #[derive(Parser)]
-#[command(name = "cefgate", version, about = "Syslog/CEF receiver for Microsoft Sentinel")]
+#[command(
+    name = "cefgate",
+    version,
+    about = "Syslog/CEF receiver for Microsoft Sentinel"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -80,7 +84,9 @@ fn convert(args: ConvertArgs) -> Result<(), String> {
     let mut time_generated = Vec::new();
     for name in args.time_generated.split(',') {
         time_generated.push(TimeSource::parse(name).ok_or_else(|| {
-            format!("--time-generated: unknown source {name:?} (use received, rt, end, start, syslog)")
+            format!(
+                "--time-generated: unknown source {name:?} (use received, rt, end, start, syslog)"
+            )
         })?);
     }
     let mut record = RecordSettings {
@@ -106,16 +112,23 @@ fn convert(args: ConvertArgs) -> Result<(), String> {
     let mut done = 0u64;
     let result = if args.files.is_empty() {
         let stdin = io::stdin();
-        convert_stream(&builder, &settings, stdin.lock(), &mut out, &mut summary, |n| {
-            if let Some(b) = &bar {
-                b.set_position(n)
-            }
-        })
+        convert_stream(
+            &builder,
+            &settings,
+            stdin.lock(),
+            &mut out,
+            &mut summary,
+            |n| {
+                if let Some(b) = &bar {
+                    b.set_position(n)
+                }
+            },
+        )
         .map_err(|e| format!("converting standard input: {e}"))
     } else {
         args.files.iter().try_for_each(|path| {
-            let file = File::open(path)
-                .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let file =
+                File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
             let before = summary.bytes;
             convert_stream(
                 &builder,
@@ -148,8 +161,10 @@ fn progress_bar(total: u64) -> Option<ProgressBar> {
     }
     let bar = if total > 0 {
         ProgressBar::new(total).with_style(
-            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                .ok()?,
+            ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .ok()?,
         )
     } else {
         ProgressBar::new_spinner()

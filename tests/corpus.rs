@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use cefgate::decode::TimeContext;
-use cefgate::record::{self, RecordSettings, Reception, RowBuilder, TimeSource, write_json};
+use cefgate::record::{self, Reception, RecordSettings, RowBuilder, TimeSource, write_json};
 
 const RECEIVED_AT: &str = "2026-11-26T10:00:00Z";
 
@@ -21,7 +21,11 @@ const RECEIVED_AT: &str = "2026-11-26T10:00:00Z";
 /// The reasons are in fixtures/README.md ("Disagreements with the corpus").
 const DISAGREEMENTS: &[(&str, &str, &str)] = &[
     // `\|` in an extension value is unescaped to `|` (logstash keeps the backslash).
-    ("logstash-codec-cef.jsonl", "escaped_pipes_in_extension", "moo"),
+    (
+        "logstash-codec-cef.jsonl",
+        "escaped_pipes_in_extension",
+        "moo",
+    ),
     // Surrounding double quotes are data, not syntax (VRL strips them).
     ("vrl-parse_cef.jsonl", "test_strip_quotes", "deviceVendor"),
     ("vrl-parse_cef.jsonl", "test_strip_quotes", "name"),
@@ -60,10 +64,16 @@ fn load(dir: &PathBuf) -> Vec<Case> {
         for line in std::fs::read_to_string(&path).unwrap().lines() {
             let record: Value = serde_json::from_str(line).unwrap();
             let bytes = match record.get("input_b64").and_then(Value::as_str) {
-                Some(b64) => base64::engine::general_purpose::STANDARD.decode(b64).unwrap(),
+                Some(b64) => base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .unwrap(),
                 None => record["input"].as_str().unwrap().as_bytes().to_vec(),
             };
-            cases.push(Case { file: name.clone(), record, bytes });
+            cases.push(Case {
+                file: name.clone(),
+                record,
+                bytes,
+            });
         }
     }
     cases
@@ -82,7 +92,13 @@ fn rows(cases: &[Case]) -> Vec<Map<String, Value>> {
         input.push(b'\n');
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_cefgate"))
-        .args(["convert", "--received-at", RECEIVED_AT, "--collector-host", "cefgate-test"])
+        .args([
+            "convert",
+            "--received-at",
+            RECEIVED_AT,
+            "--collector-host",
+            "cefgate-test",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -90,14 +106,22 @@ fn rows(cases: &[Case]) -> Vec<Map<String, Value>> {
         .expect("cefgate runs");
     child.stdin.take().unwrap().write_all(&input).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut from_binary = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str::<Map<String, Value>>(l).unwrap())
         .collect::<Vec<_>>()
         .into_iter();
-    assert_eq!(from_binary.len(), line_based.len(), "one row per input line");
+    assert_eq!(
+        from_binary.len(),
+        line_based.len(),
+        "one row per input line"
+    );
 
     let builder = RowBuilder::new(RecordSettings {
         collector_host: "cefgate-test".into(),
@@ -150,8 +174,15 @@ const HEADER: [(&str, &str); 6] = [
     ("severity", "LogSeverity"),
 ];
 
-fn check_cef(row: &Map<String, Value>, expect: &Map<String, Value>, miss: &mut dyn FnMut(&str, String)) {
-    let extensions = row.get("AdditionalExtensions").map(as_text).unwrap_or_default();
+fn check_cef(
+    row: &Map<String, Value>,
+    expect: &Map<String, Value>,
+    miss: &mut dyn FnMut(&str, String),
+) {
+    let extensions = row
+        .get("AdditionalExtensions")
+        .map(as_text)
+        .unwrap_or_default();
     for (key, want) in expect {
         if key == "cefVersion" {
             continue;
@@ -178,8 +209,16 @@ fn check_cef(row: &Map<String, Value>, expect: &Map<String, Value>, miss: &mut d
             })
         });
         if in_column != Some(true) && !extension_has(&extensions, key, &want) {
-            let column = record::lookup(key).map(|(_, s)| s.column).unwrap_or("AdditionalExtensions");
-            miss(key, format!("{column}: want {want:?}; row {}", Value::Object(row.clone())));
+            let column = record::lookup(key)
+                .map(|(_, s)| s.column)
+                .unwrap_or("AdditionalExtensions");
+            miss(
+                key,
+                format!(
+                    "{column}: want {want:?}; row {}",
+                    Value::Object(row.clone())
+                ),
+            );
         }
     }
 }
@@ -196,7 +235,11 @@ fn check_syslog_header(
             "facility" if !cef => got("Facility") == Some(as_text(want)),
             "severity" if !cef => got("SeverityLevel") == Some(as_text(want)),
             "hostname" => {
-                let host = if cef { got("Computer") } else { got("HostName") };
+                let host = if cef {
+                    got("Computer")
+                } else {
+                    got("HostName")
+                };
                 host == Some(as_text(want))
             }
             "appname" if !cef => got("ProcessName") == Some(as_text(want)),
@@ -209,11 +252,16 @@ fn check_syslog_header(
                 let want: DateTime<Utc> = as_text(want).parse().unwrap();
                 got("EventTime").and_then(|t| t.parse::<DateTime<Utc>>().ok()) == Some(want)
             }
-            "timestamp_noyear" if !cef => got("EventTime").is_some_and(|t| t[5..19] == as_text(want)),
+            "timestamp_noyear" if !cef => {
+                got("EventTime").is_some_and(|t| t[5..19] == as_text(want))
+            }
             "message" if !cef => got("SyslogMessage").is_some_and(|m| m.ends_with(&as_text(want))),
             "structured_data" if !cef => {
                 let msg = got("SyslogMessage").unwrap_or_default();
-                want.as_object().unwrap().keys().all(|id| msg.contains(&format!("[{id}")))
+                want.as_object()
+                    .unwrap()
+                    .keys()
+                    .all(|id| msg.contains(&format!("[{id}")))
             }
             // No Syslog column for these (see fixtures/README.md).
             "version" | "msgid" => true,
@@ -221,7 +269,10 @@ fn check_syslog_header(
             _ => false,
         };
         if !ok {
-            miss(key, format!("want {want}; row {}", Value::Object(row.clone())));
+            miss(
+                key,
+                format!("want {want}; row {}", Value::Object(row.clone())),
+            );
         }
     }
 }
@@ -253,7 +304,10 @@ fn corpus_expectations() {
         // Expectations that hold only with a parser option of the source (VRL's
         // translate_custom_fields, strict=false, ...) say nothing about plain CEF.
         let tags = case.record["tags"].as_array().unwrap();
-        if tags.iter().any(|t| t.as_str().unwrap_or("").contains("-option:")) {
+        if tags
+            .iter()
+            .any(|t| t.as_str().unwrap_or("").contains("-option:"))
+        {
             continue;
         }
         checked += 1;

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use cefgate::record::{FIELDS, lookup};
 
 fn tsv(name: &str) -> Vec<Vec<String>> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("grammars").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("grammars")
+        .join(name);
     std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -34,7 +36,10 @@ fn every_dictionary_row_maps_to_a_schema_column_of_the_same_type() {
         assert_eq!(&spec.column, column);
         assert_eq!(spec.column_type.name(), column_type);
         let (_, by_full) = lookup(full).unwrap_or_else(|| panic!("{full} does not map"));
-        assert_eq!(by_full.column, spec.column, "{full} maps elsewhere than {short}");
+        assert_eq!(
+            by_full.column, spec.column,
+            "{full} maps elsewhere than {short}"
+        );
     }
 }
 

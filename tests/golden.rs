@@ -49,17 +49,34 @@ fn every_fixture_matches_its_golden_rows() {
         let want = std::fs::read_to_string(&golden)
             .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
         let out = cefgate(&[log.to_str().unwrap()], None);
-        assert!(out.status.success(), "{}: {}", log.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            log.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let got = String::from_utf8(out.stdout).unwrap();
         let input_lines = std::fs::read(log).unwrap().split(|b| *b == b'\n').count() - 1;
-        assert_eq!(got.lines().count(), input_lines, "{}: one row per line", log.display());
+        assert_eq!(
+            got.lines().count(),
+            input_lines,
+            "{}: one row per line",
+            log.display()
+        );
         for (n, (g, w)) in got.lines().zip(want.lines()).enumerate() {
             if g != w {
-                failures.push(format!("{}:{}\n  got  {g}\n  want {w}", log.display(), n + 1));
+                failures.push(format!(
+                    "{}:{}\n  got  {g}\n  want {w}",
+                    log.display(),
+                    n + 1
+                ));
             }
         }
         if got.lines().count() != want.lines().count() {
-            failures.push(format!("{}: row count differs from the golden", log.display()));
+            failures.push(format!(
+                "{}: row count differs from the golden",
+                log.display()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -83,12 +100,23 @@ fn stdin_and_several_files_keep_input_order() {
 
 #[test]
 fn last_line_without_newline_and_crlf_are_lines() {
-    let out = cefgate(&[], Some(b"<13>Nov 26 09:00:00 h a: one\r\n<13>Nov 26 09:00:01 h a: two"));
+    let out = cefgate(
+        &[],
+        Some(b"<13>Nov 26 09:00:00 h a: one\r\n<13>Nov 26 09:00:01 h a: two"),
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let rows: Vec<&str> = text.lines().collect();
     assert_eq!(rows.len(), 2);
-    assert!(rows[0].ends_with(r#""SyslogMessage":"one"}"#), "{}", rows[0]);
-    assert!(rows[1].ends_with(r#""SyslogMessage":"two"}"#), "{}", rows[1]);
+    assert!(
+        rows[0].ends_with(r#""SyslogMessage":"one"}"#),
+        "{}",
+        rows[0]
+    );
+    assert!(
+        rows[1].ends_with(r#""SyslogMessage":"two"}"#),
+        "{}",
+        rows[1]
+    );
 }
 
 #[test]
@@ -107,7 +135,10 @@ fn unreadable_input_is_a_clear_error() {
     let out = cefgate(&["/nonexistent/capture.log"], None);
     assert!(!out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(stderr.contains("cannot open /nonexistent/capture.log"), "{stderr}");
+    assert!(
+        stderr.contains("cannot open /nonexistent/capture.log"),
+        "{stderr}"
+    );
 }
 
 #[test]

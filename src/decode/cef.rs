@@ -38,7 +38,10 @@ pub enum CefError<'a> {
     /// Fewer than the seven header fields. `event` holds the fields that were found (the
     /// rest empty) and any extension pairs that followed them.
     #[error("CEF header has {} of 7 fields", .found + 1)]
-    TruncatedHeader { event: CefEvent<'a>, found: usize },
+    TruncatedHeader {
+        event: Box<CefEvent<'a>>,
+        found: usize,
+    },
 }
 
 /// Where the CEF record starts in `text`: the first `CEF:<digits>|`.
@@ -120,7 +123,11 @@ pub fn find_unmarked(text: &str) -> Option<usize> {
     let mut from = tag_at + 5;
     while let Some(off) = memchr::memchr(b'|', &bytes[from..]) {
         let pipe = from + off;
-        let digits = bytes[..pipe].iter().rev().take_while(|b| b.is_ascii_digit()).count();
+        let digits = bytes[..pipe]
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
         let start = pipe - digits;
         if digits > 0 && start > 0 && bytes[start - 1] == b' ' {
             return parse_unmarked(&text[start..]).is_ok().then_some(start);
@@ -186,7 +193,10 @@ fn parse_after_version<'a>(
     if complete {
         Ok(event)
     } else {
-        Err(CefError::TruncatedHeader { event, found })
+        Err(CefError::TruncatedHeader {
+            event: Box::new(event),
+            found,
+        })
     }
 }
 
@@ -204,8 +214,11 @@ fn key_at(input: &str) -> Option<(&str, &str)> {
     if !is_key_first(first) {
         return None;
     }
-    let parsed: IResult<&str, (&str, char)> =
-        (take_while1(|c: char| c.is_ascii() && is_key_char(c as u8)), char('=')).parse(input);
+    let parsed: IResult<&str, (&str, char)> = (
+        take_while1(|c: char| c.is_ascii() && is_key_char(c as u8)),
+        char('='),
+    )
+        .parse(input);
     parsed.ok().map(|(rest, (key, _))| (key, rest))
 }
 
@@ -274,11 +287,19 @@ fn scan_value(bytes: &[u8], from: usize) -> ValueScan {
             continue;
         }
         if let Some(k) = key_start_before(bytes, at, from) {
-            return ValueScan { end: k - 1, next_key: Some((k, at)), escaped };
+            return ValueScan {
+                end: k - 1,
+                next_key: Some((k, at)),
+                escaped,
+            };
         }
         i = at + 1;
     }
-    ValueScan { end: bytes.len(), next_key: None, escaped }
+    ValueScan {
+        end: bytes.len(),
+        next_key: None,
+        escaped,
+    }
 }
 
 /// The first `=` or `\` at or after `from`. Eight bytes at a time (SWAR): values are short,
@@ -376,7 +397,9 @@ mod tests {
     }
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        p.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -463,7 +486,10 @@ mod tests {
     fn values_with_spaces() {
         assert_eq!(
             ext("CEF:0|V|P|1|1|n|1|filePath=/user/dir/my file name.txt act=blocked now"),
-            pairs(&[("filePath", "/user/dir/my file name.txt"), ("act", "blocked now")])
+            pairs(&[
+                ("filePath", "/user/dir/my file name.txt"),
+                ("act", "blocked now")
+            ])
         );
     }
 
@@ -471,7 +497,11 @@ mod tests {
     fn unescaped_equals_stays_in_value() {
         assert_eq!(
             ext("CEF:0|V|P|1|1|n|1|request=https://h/p?a=b&c=d msg=a = b src=1.1.1.1"),
-            pairs(&[("request", "https://h/p?a=b&c=d"), ("msg", "a = b"), ("src", "1.1.1.1")])
+            pairs(&[
+                ("request", "https://h/p?a=b&c=d"),
+                ("msg", "a = b"),
+                ("src", "1.1.1.1")
+            ])
         );
     }
 
@@ -547,8 +577,15 @@ mod tests {
         for from in 0..text.len() {
             for len in from..=text.len() {
                 let slice = &text[..len];
-                let plain = slice[from..].iter().position(|&b| b == b'=' || b == b'\\').map(|p| p + from);
-                assert_eq!(find_eq_or_backslash(slice, from), plain, "from {from} len {len}");
+                let plain = slice[from..]
+                    .iter()
+                    .position(|&b| b == b'=' || b == b'\\')
+                    .map(|p| p + from);
+                assert_eq!(
+                    find_eq_or_backslash(slice, from),
+                    plain,
+                    "from {from} len {len}"
+                );
             }
         }
     }
@@ -571,7 +608,11 @@ mod tests {
     fn escape_functions_invert_the_decoder() {
         let hv = "a|b\\c";
         let v = "x=y\\z\nw\r";
-        let line = format!("CEF:0|{}|P|1|1|n|1|k={} j=1", escape_header(hv), escape_value(v));
+        let line = format!(
+            "CEF:0|{}|P|1|1|n|1|k={} j=1",
+            escape_header(hv),
+            escape_value(v)
+        );
         let ev = parse(&line).unwrap();
         assert_eq!(ev.device_vendor, hv);
         assert_eq!(ext(&line), pairs(&[("k", v), ("j", "1")]));

@@ -12,6 +12,9 @@ pub use syslog::{ProcessId, SyslogHeader};
 pub use time::TimeContext;
 
 /// What one message turned out to be.
+// The CEF variant is large and the other empty; boxing it would cost an allocation per
+// message on the hot path for no gain (a Payload lives on the stack for one call).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload<'a> {
     /// A CEF record (or a broken one: the error keeps what was read) and its raw text from
@@ -85,15 +88,14 @@ fn header_before<'a>(text: &'a str, at: usize, ctx: &TimeContext) -> SyslogHeade
     h.appname = before(h.appname);
     h.msgid = before(h.msgid);
     h.structured_data = before(h.structured_data);
-    if let Some(ProcessId::Text(t)) = h.procid {
-        if before(Some(t)).is_none() {
-            h.procid = None;
-        }
+    if let Some(ProcessId::Text(t)) = h.procid
+        && before(Some(t)).is_none()
+    {
+        h.procid = None;
     }
-    if !h.rfc5424 && (h.timestamp.is_none() || h.hostname.is_none() || h.appname.is_some()) {
-        if !rfc5424_without_sd(prefix, &mut h) {
-            arcsight_prefix(prefix, &mut h, ctx);
-        }
+    let doubtful = h.timestamp.is_none() || h.hostname.is_none() || h.appname.is_some();
+    if !h.rfc5424 && doubtful && !rfc5424_without_sd(prefix, &mut h) {
+        arcsight_prefix(prefix, &mut h, ctx);
     }
     h.msg = &text[at..];
     h
@@ -167,7 +169,10 @@ mod tests {
 
     fn ctx() -> TimeContext {
         let received = DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z").unwrap();
-        TimeContext::new(received.with_timezone(&Utc), FixedOffset::east_opt(0).unwrap())
+        TimeContext::new(
+            received.with_timezone(&Utc),
+            FixedOffset::east_opt(0).unwrap(),
+        )
     }
 
     fn cef_of<'a>(d: &'a Decoded<'a>) -> &'a CefEvent<'a> {
@@ -186,7 +191,10 @@ mod tests {
 
     #[test]
     fn cef_after_rfc3164() {
-        let d = decode("<134>Sep 19 08:26:10 host CEF:0|V|P|1|1|n|1|src=1.1.1.1", &ctx());
+        let d = decode(
+            "<134>Sep 19 08:26:10 host CEF:0|V|P|1|1|n|1|src=1.1.1.1",
+            &ctx(),
+        );
         assert_eq!(d.header.hostname, Some("host"));
         assert_eq!(d.header.facility, Some("local0"));
         assert_eq!(d.header.appname, None, "the CEF marker is no tag");
@@ -242,9 +250,18 @@ mod tests {
     #[test]
     fn cef_after_arcsight_prefixes() {
         for (line, when) in [
-            ("1493738863000 hostname.example.com CEF:0|V|P|1|1|n|1|a=b", "2017-05-02T15:27:43Z"),
-            ("May 02 15:27:43.000 UTC hostname.example.com CEF:0|V|P|1|1|n|1|a=b", "2026-05-02T15:27:43Z"),
-            ("<13>May 02 2017 15:27:43 hostname.example.com CEF:0|V|P|1|1|n|1|a=b", "2017-05-02T15:27:43Z"),
+            (
+                "1493738863000 hostname.example.com CEF:0|V|P|1|1|n|1|a=b",
+                "2017-05-02T15:27:43Z",
+            ),
+            (
+                "May 02 15:27:43.000 UTC hostname.example.com CEF:0|V|P|1|1|n|1|a=b",
+                "2026-05-02T15:27:43Z",
+            ),
+            (
+                "<13>May 02 2017 15:27:43 hostname.example.com CEF:0|V|P|1|1|n|1|a=b",
+                "2017-05-02T15:27:43Z",
+            ),
         ] {
             let d = decode(line, &ctx());
             assert_eq!(d.header.hostname, Some("hostname.example.com"), "{line}");
@@ -256,7 +273,10 @@ mod tests {
 
     #[test]
     fn rfc3164_tag_before_cef_stays_a_tag() {
-        let d = decode("<134>Sep 19 08:26:10 host tag[7]: CEF:0|V|P|1|1|n|1|a=b", &ctx());
+        let d = decode(
+            "<134>Sep 19 08:26:10 host tag[7]: CEF:0|V|P|1|1|n|1|a=b",
+            &ctx(),
+        );
         assert_eq!(d.header.hostname, Some("host"));
         assert_eq!(d.header.appname, Some("tag"));
     }

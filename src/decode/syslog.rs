@@ -96,12 +96,18 @@ mod tests {
 
     fn ctx() -> TimeContext {
         let received = DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z").unwrap();
-        TimeContext::new(received.with_timezone(&Utc), FixedOffset::east_opt(0).unwrap())
+        TimeContext::new(
+            received.with_timezone(&Utc),
+            FixedOffset::east_opt(0).unwrap(),
+        )
     }
 
     #[test]
     fn rfc3164_with_tag_and_pid() {
-        let h = parse("<38>Nov 26 09:59:58 web01 sshd[4242]: Accepted password", &ctx());
+        let h = parse(
+            "<38>Nov 26 09:59:58 web01 sshd[4242]: Accepted password",
+            &ctx(),
+        );
         assert!(!h.rfc5424);
         assert_eq!(h.facility, Some("auth"));
         assert_eq!(h.severity, Some("info"));
@@ -120,7 +126,10 @@ mod tests {
         let mut c = ctx();
         c.zone = FixedOffset::east_opt(3600).unwrap();
         let h = parse("<38>Nov 26 10:59:58 web01 sshd: x", &c);
-        assert_eq!(h.timestamp.unwrap().to_rfc3339(), "2026-11-26T09:59:58+00:00");
+        assert_eq!(
+            h.timestamp.unwrap().to_rfc3339(),
+            "2026-11-26T09:59:58+00:00"
+        );
     }
 
     #[test]

@@ -99,7 +99,10 @@ pub fn parse_zone(text: &str) -> Option<FixedOffset> {
     }
     let (h, m) = match digits.len() {
         1 | 2 => (digits.parse::<i32>().ok()?, 0),
-        4 => (digits[..2].parse::<i32>().ok()?, digits[2..].parse::<i32>().ok()?),
+        4 => (
+            digits[..2].parse::<i32>().ok()?,
+            digits[2..].parse::<i32>().ok()?,
+        ),
         _ => return None,
     };
     if h > 18 || m > 59 {
@@ -188,7 +191,8 @@ fn parse_month_day(text: &str, ctx: &TimeContext) -> Option<DateTime<Utc>> {
         return None;
     }
     let year = year.unwrap_or_else(|| ctx.infer_year(month, day, hour, min, sec));
-    let naive = NaiveDate::from_ymd_opt(year, month, day)?.and_hms_nano_opt(hour, min, sec, nanos)?;
+    let naive =
+        NaiveDate::from_ymd_opt(year, month, day)?.and_hms_nano_opt(hour, min, sec, nanos)?;
     local_to_utc(naive, zone)
 }
 
@@ -199,7 +203,10 @@ pub fn write_iso8601(t: &DateTime<Utc>, out: &mut Vec<u8>) {
     let secs = t.timestamp().rem_euclid(86_400) as u32;
     let year = d.year();
     if !(0..=9999).contains(&year) {
-        out.extend_from_slice(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true).as_bytes());
+        out.extend_from_slice(
+            t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+                .as_bytes(),
+        );
         return;
     }
     let mut buf = *b"0000-00-00T00:00:00";
@@ -216,11 +223,11 @@ pub fn write_iso8601(t: &DateTime<Utc>, out: &mut Vec<u8>) {
         put(&mut frac[1..], nanos);
         // Milli-, micro- or 100-nanosecond digits (Azure's datetime resolution) when that
         // is all the time has; all nine otherwise.
-        let len = if nanos % 1_000_000 == 0 {
+        let len = if nanos.is_multiple_of(1_000_000) {
             4
-        } else if nanos % 1_000 == 0 {
+        } else if nanos.is_multiple_of(1_000) {
             7
-        } else if nanos % 100 == 0 {
+        } else if nanos.is_multiple_of(100) {
             8
         } else {
             10
@@ -250,7 +257,10 @@ mod tests {
 
     fn ctx() -> TimeContext {
         let received = DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z").unwrap();
-        TimeContext::new(received.with_timezone(&Utc), FixedOffset::east_opt(0).unwrap())
+        TimeContext::new(
+            received.with_timezone(&Utc),
+            FixedOffset::east_opt(0).unwrap(),
+        )
     }
 
     fn iso(text: &str) -> Option<String> {
@@ -259,24 +269,51 @@ mod tests {
 
     #[test]
     fn epoch_millis_and_seconds() {
-        assert_eq!(iso("1388577900000").as_deref(), Some("2014-01-01T12:05:00Z"));
-        assert_eq!(iso("1601808073102").as_deref(), Some("2020-10-04T10:41:13.102Z"));
+        assert_eq!(
+            iso("1388577900000").as_deref(),
+            Some("2014-01-01T12:05:00Z")
+        );
+        assert_eq!(
+            iso("1601808073102").as_deref(),
+            Some("2020-10-04T10:41:13.102Z")
+        );
         assert_eq!(iso("1388577900").as_deref(), Some("2014-01-01T12:05:00Z"));
     }
 
     #[test]
     fn all_cef_month_day_forms() {
-        assert_eq!(iso("Nov 20 08:15:30.123 UTC").as_deref(), Some("2026-11-20T08:15:30.123Z"));
-        assert_eq!(iso("Nov 20 08:15:30.123").as_deref(), Some("2026-11-20T08:15:30.123Z"));
-        assert_eq!(iso("Nov 20 08:15:30 EST").as_deref(), Some("2026-11-20T13:15:30Z"));
-        assert_eq!(iso("Nov 20 08:15:30").as_deref(), Some("2026-11-20T08:15:30Z"));
+        assert_eq!(
+            iso("Nov 20 08:15:30.123 UTC").as_deref(),
+            Some("2026-11-20T08:15:30.123Z")
+        );
+        assert_eq!(
+            iso("Nov 20 08:15:30.123").as_deref(),
+            Some("2026-11-20T08:15:30.123Z")
+        );
+        assert_eq!(
+            iso("Nov 20 08:15:30 EST").as_deref(),
+            Some("2026-11-20T13:15:30Z")
+        );
+        assert_eq!(
+            iso("Nov 20 08:15:30").as_deref(),
+            Some("2026-11-20T08:15:30Z")
+        );
         assert_eq!(
             iso("Jan 17 2020 08:52:10.5 +01:00").as_deref(),
             Some("2020-01-17T07:52:10.500Z")
         );
-        assert_eq!(iso("Jan 17 2020 08:52:10.123").as_deref(), Some("2020-01-17T08:52:10.123Z"));
-        assert_eq!(iso("Jan 17 2020 08:52:10 GMT+05:00").as_deref(), Some("2020-01-17T03:52:10Z"));
-        assert_eq!(iso("Jan  7 2020 08:52:10").as_deref(), Some("2020-01-07T08:52:10Z"));
+        assert_eq!(
+            iso("Jan 17 2020 08:52:10.123").as_deref(),
+            Some("2020-01-17T08:52:10.123Z")
+        );
+        assert_eq!(
+            iso("Jan 17 2020 08:52:10 GMT+05:00").as_deref(),
+            Some("2020-01-17T03:52:10Z")
+        );
+        assert_eq!(
+            iso("Jan  7 2020 08:52:10").as_deref(),
+            Some("2020-01-07T08:52:10Z")
+        );
     }
 
     #[test]
@@ -285,13 +322,26 @@ mod tests {
             iso("2018-02-21T14:19:02.6045416Z").as_deref(),
             Some("2018-02-21T14:19:02.6045416Z")
         );
-        assert_eq!(iso("2026-11-26T11:00:00+01:00").as_deref(), Some("2026-11-26T10:00:00Z"));
-        assert_eq!(iso("2026-11-26 11:00:00").as_deref(), Some("2026-11-26T11:00:00Z"));
+        assert_eq!(
+            iso("2026-11-26T11:00:00+01:00").as_deref(),
+            Some("2026-11-26T10:00:00Z")
+        );
+        assert_eq!(
+            iso("2026-11-26 11:00:00").as_deref(),
+            Some("2026-11-26T11:00:00Z")
+        );
     }
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "abc", "Foo 20 08:15:30", "Nov 20 25:15:30", "Nov 20 08:15:30 XYZ", "Nov 20"] {
+        for bad in [
+            "",
+            "abc",
+            "Foo 20 08:15:30",
+            "Nov 20 25:15:30",
+            "Nov 20 08:15:30 XYZ",
+            "Nov 20",
+        ] {
             assert_eq!(iso(bad), None, "{bad:?}");
         }
     }
@@ -299,14 +349,28 @@ mod tests {
     #[test]
     fn year_inference_crosses_new_year() {
         let received = DateTime::parse_from_rfc3339("2027-01-01T00:00:10Z").unwrap();
-        let c = TimeContext::new(received.with_timezone(&Utc), FixedOffset::east_opt(0).unwrap());
+        let c = TimeContext::new(
+            received.with_timezone(&Utc),
+            FixedOffset::east_opt(0).unwrap(),
+        );
         assert_eq!(c.infer_year(12, 31, 23, 59, 59), 2026);
         assert_eq!(c.infer_year(1, 1, 0, 0, 5), 2027);
         assert_eq!(c.infer_year(2, 29, 0, 0, 0), 2028);
-        assert_eq!(c.infer_year(1, 31, 0, 0, 0), 2027, "30 days ahead is still this year");
-        assert_eq!(c.infer_year(3, 1, 0, 0, 0), 2026, "two months ahead is last year");
+        assert_eq!(
+            c.infer_year(1, 31, 0, 0, 0),
+            2027,
+            "30 days ahead is still this year"
+        );
+        assert_eq!(
+            c.infer_year(3, 1, 0, 0, 0),
+            2026,
+            "two months ahead is last year"
+        );
         let received = DateTime::parse_from_rfc3339("2026-12-31T23:00:00Z").unwrap();
-        let c = TimeContext::new(received.with_timezone(&Utc), FixedOffset::east_opt(0).unwrap());
+        let c = TimeContext::new(
+            received.with_timezone(&Utc),
+            FixedOffset::east_opt(0).unwrap(),
+        );
         assert_eq!(c.infer_year(1, 1, 0, 0, 5), 2027);
     }
 

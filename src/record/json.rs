@@ -85,10 +85,21 @@ mod tests {
 
     #[test]
     fn escapes_match_serde_json() {
-        for s in ["plain", "quo\"te", "back\\slash", "nl\ncr\rtab\t", "\u{1}\u{1f}x", "café ✓", ""] {
+        for s in [
+            "plain",
+            "quo\"te",
+            "back\\slash",
+            "nl\ncr\rtab\t",
+            "\u{1}\u{1f}x",
+            "café ✓",
+            "",
+        ] {
             let mut out = Vec::new();
             write_str(s, &mut out);
-            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(s).unwrap());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(s).unwrap()
+            );
         }
     }
 
@@ -100,7 +111,10 @@ mod tests {
                 ("A", Value::Str(Cow::Borrowed("x"))),
                 ("B", Value::Int(-42)),
                 ("C", Value::Real(1.5)),
-                ("D", Value::Time(chrono::DateTime::from_timestamp(0, 0).unwrap())),
+                (
+                    "D",
+                    Value::Time(chrono::DateTime::from_timestamp(0, 0).unwrap()),
+                ),
             ],
             problems: vec![],
         };

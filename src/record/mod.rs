@@ -56,7 +56,10 @@ pub struct Row<'a> {
 impl<'a> Row<'a> {
     /// The value of a column, if the row has it.
     pub fn get(&self, column: &str) -> Option<&Value<'a>> {
-        self.columns.iter().find(|(c, _)| *c == column).map(|(_, v)| v)
+        self.columns
+            .iter()
+            .find(|(c, _)| *c == column)
+            .map(|(_, v)| v)
     }
 }
 
@@ -137,13 +140,20 @@ impl RowBuilder {
         let text = text.trim_end_matches(['\n', '\r', '\0']);
         let decoded = decode::decode(text, &rx.time);
         let mut row = match decoded.payload {
-            Payload::Cef { event, text: cef_text } => {
-                self.common_security_log(&decoded.header, event, cef_text, rx)
-            }
+            Payload::Cef {
+                event,
+                text: cef_text,
+            } => self.common_security_log(&decoded.header, event, cef_text, rx),
             Payload::Syslog => self.syslog(&decoded.header, text, rx),
         };
         if lossy {
-            row.problems.insert(0, Problem { kind: ProblemKind::InvalidUtf8, detail: None });
+            row.problems.insert(
+                0,
+                Problem {
+                    kind: ProblemKind::InvalidUtf8,
+                    detail: None,
+                },
+            );
         }
         if !row.problems.is_empty() {
             let mut text = String::new();
@@ -153,7 +163,8 @@ impl RowBuilder {
                 }
                 let _ = write!(text, "{p}");
             }
-            row.columns.push((DIAGNOSTICS_COLUMN, Value::Str(Cow::Owned(text))));
+            row.columns
+                .push((DIAGNOSTICS_COLUMN, Value::Str(Cow::Owned(text))));
         }
         row
     }
@@ -182,8 +193,10 @@ impl RowBuilder {
             Ok(ev) => (ev, 6, None),
             Err(err @ CefError::TruncatedHeader { .. }) => {
                 let detail = err.to_string();
-                let CefError::TruncatedHeader { event, found } = err else { unreachable!() };
-                (event, found, Some(detail))
+                let CefError::TruncatedHeader { event, found } = err else {
+                    unreachable!()
+                };
+                (*event, found, Some(detail))
             }
             Err(err @ CefError::NoMarker) => (CefEvent::default(), 0, Some(err.to_string())),
         };
@@ -199,7 +212,10 @@ impl RowBuilder {
             columns.push((column, Value::Str(value)));
         }
         if let Some(detail) = broken {
-            problems.push(Problem { kind: ProblemKind::CefHeaderIncomplete, detail: Some(detail) });
+            problems.push(Problem {
+                kind: ProblemKind::CefHeaderIncomplete,
+                detail: Some(detail),
+            });
         }
 
         let mut extra = AdditionalExtensions::default();
@@ -208,7 +224,10 @@ impl RowBuilder {
         }
         if let Some(text) = &event.unkeyed {
             extra.push("cefgateUnkeyed", text);
-            problems.push(Problem { kind: ProblemKind::CefTextWithoutKey, detail: None });
+            problems.push(Problem {
+                kind: ProblemKind::CefTextWithoutKey,
+                detail: None,
+            });
         }
 
         let mut seen = [0u64; SEEN_WORDS];
@@ -221,7 +240,10 @@ impl RowBuilder {
             let (word, bit) = (idx as usize / 64, 1u64 << (idx % 64));
             if seen[word] & bit != 0 {
                 extra.push(key, &value);
-                problems.push(Problem { kind: ProblemKind::DuplicateKey, detail: Some(key.to_string()) });
+                problems.push(Problem {
+                    kind: ProblemKind::DuplicateKey,
+                    detail: Some(key.to_string()),
+                });
                 continue;
             }
             match convert(spec, value, &rx.time) {
@@ -240,12 +262,16 @@ impl RowBuilder {
                 Err((value, kind)) => {
                     extra.push(key, &value);
                     let detail = format!("{key} is not a valid {}", spec.column_type.name());
-                    problems.push(Problem { kind, detail: Some(detail) });
+                    problems.push(Problem {
+                        kind,
+                        detail: Some(detail),
+                    });
                 }
             }
         }
         if header_fields < 6 {
-            let msg_taken = lookup("msg").is_some_and(|(i, _)| seen[i as usize / 64] & (1 << (i % 64)) != 0);
+            let msg_taken =
+                lookup("msg").is_some_and(|(i, _)| seen[i as usize / 64] & (1 << (i % 64)) != 0);
             if msg_taken {
                 extra.push("cefgateRaw", cef_text);
             } else {
@@ -256,7 +282,11 @@ impl RowBuilder {
             columns.push(("AdditionalExtensions", Value::Str(Cow::Owned(text))));
         }
         columns[0].1 = Value::Time(self.time_generated(rx, header, rt, start, end));
-        Row { table: Table::CommonSecurityLog, columns, problems }
+        Row {
+            table: Table::CommonSecurityLog,
+            columns,
+            problems,
+        }
     }
 
     fn wants(&self, source: TimeSource) -> bool {
@@ -286,7 +316,12 @@ impl RowBuilder {
         rx.time.received_at
     }
 
-    fn syslog<'a>(&'a self, header: &SyslogHeader<'a>, text: &'a str, rx: &Reception<'a>) -> Row<'a> {
+    fn syslog<'a>(
+        &'a self,
+        header: &SyslogHeader<'a>,
+        text: &'a str,
+        rx: &Reception<'a>,
+    ) -> Row<'a> {
         let mut columns: Vec<(&'static str, Value<'a>)> = Vec::with_capacity(12);
         let mut problems = Vec::new();
         let time = self.time_generated(rx, header, None, None, None);
@@ -302,9 +337,15 @@ impl RowBuilder {
         }
         columns.push(("CollectorHostName", self.collector()));
         if text.is_empty() {
-            problems.push(Problem { kind: ProblemKind::EmptyMessage, detail: None });
+            problems.push(Problem {
+                kind: ProblemKind::EmptyMessage,
+                detail: None,
+            });
         } else if !header.has_header() {
-            problems.push(Problem { kind: ProblemKind::NoSyslogHeader, detail: None });
+            problems.push(Problem {
+                kind: ProblemKind::NoSyslogHeader,
+                detail: None,
+            });
         }
         // RFC 3164 relays treat a message without PRI as user.notice.
         let (facility, severity) = match (header.facility, header.severity) {
@@ -335,7 +376,11 @@ impl RowBuilder {
             None => str_value(msg),
         };
         columns.push(("SyslogMessage", message));
-        Row { table: Table::Syslog, columns, problems }
+        Row {
+            table: Table::Syslog,
+            columns,
+            problems,
+        }
     }
 }
 

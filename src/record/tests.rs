@@ -38,8 +38,14 @@ fn cef_header_and_known_keys_map_to_columns() {
     assert_eq!(row.get("LogSeverity"), Some(&s("7")));
     assert_eq!(row.get("SourceIP"), Some(&s("10.0.0.1")));
     assert_eq!(row.get("DestinationPort"), Some(&Value::Int(443)));
-    assert_eq!(row.get("FieldDeviceCustomNumber1"), Some(&Value::Int(9_000_000_000)));
-    assert_eq!(row.get("DeviceCustomFloatingPoint1"), Some(&Value::Real(1.5)));
+    assert_eq!(
+        row.get("FieldDeviceCustomNumber1"),
+        Some(&Value::Int(9_000_000_000))
+    );
+    assert_eq!(
+        row.get("DeviceCustomFloatingPoint1"),
+        Some(&Value::Real(1.5))
+    );
     assert_eq!(row.get("ExtID"), Some(&s("77")));
     assert_eq!(row.get("EventOutcome"), Some(&s("success")));
     assert_eq!(row.get("Reason"), Some(&s("policy")));
@@ -76,14 +82,25 @@ fn unknown_keys_and_misfits_go_to_additional_extensions() {
     let Some(Value::Str(diag)) = row.get(DIAGNOSTICS_COLUMN) else {
         panic!("no diagnostics column")
     };
-    assert!(diag.starts_with("value-type: spt is not a valid int; "), "{diag}");
-    assert_eq!(row.get("Computer"), None, "no header and no peer: no Computer");
+    assert!(
+        diag.starts_with("value-type: spt is not a valid int; "),
+        "{diag}"
+    );
+    assert_eq!(
+        row.get("Computer"),
+        None,
+        "no header and no peer: no Computer"
+    );
 }
 
 #[test]
 fn duplicate_keys_keep_first_in_column_rest_in_extensions() {
     let b = builder(vec![TimeSource::Received]);
-    let row = b.build("CEF:0|V|P|1|1|n|1|src=1.1.1.1 src=2.2.2.2", false, &rx(None));
+    let row = b.build(
+        "CEF:0|V|P|1|1|n|1|src=1.1.1.1 src=2.2.2.2",
+        false,
+        &rx(None),
+    );
     assert_eq!(row.get("SourceIP"), Some(&s("1.1.1.1")));
     assert_eq!(
         row.get("AdditionalExtensions"),
@@ -95,7 +112,11 @@ fn duplicate_keys_keep_first_in_column_rest_in_extensions() {
 #[test]
 fn full_key_names_are_accepted() {
     let b = builder(vec![TimeSource::Received]);
-    let row = b.build("CEF:0|V|P|1|1|n|1|sourceAddress=1.1.1.1 destinationPort=22", false, &rx(None));
+    let row = b.build(
+        "CEF:0|V|P|1|1|n|1|sourceAddress=1.1.1.1 destinationPort=22",
+        false,
+        &rx(None),
+    );
     assert_eq!(row.get("SourceIP"), Some(&s("1.1.1.1")));
     assert_eq!(row.get("DestinationPort"), Some(&Value::Int(22)));
 }
@@ -112,30 +133,47 @@ fn time_generated_precedence() {
         }
     };
     assert_eq!(time(vec![TimeSource::Received]), "2026-11-26T10:00:00Z");
-    assert_eq!(time(vec![TimeSource::Rt, TimeSource::Received]), "2026-11-26T08:00:00Z");
+    assert_eq!(
+        time(vec![TimeSource::Rt, TimeSource::Received]),
+        "2026-11-26T08:00:00Z"
+    );
     assert_eq!(time(vec![TimeSource::End]), "2026-11-26T07:00:00Z");
     assert_eq!(time(vec![TimeSource::Start]), "2026-11-26T06:00:00Z");
     assert_eq!(time(vec![TimeSource::Syslog]), "2026-11-26T09:00:00Z");
     // A source the message lacks falls through to the next, then to the receive time.
     let b = builder(vec![TimeSource::Rt]);
     let row = b.build("CEF:0|V|P|1|1|n|1|", false, &rx(None));
-    assert_eq!(row.get("TimeGenerated"), Some(&Value::Time(rx(None).time.received_at)));
+    assert_eq!(
+        row.get("TimeGenerated"),
+        Some(&Value::Time(rx(None).time.received_at))
+    );
 }
 
 #[test]
 fn rt_kept_as_sent() {
     let b = builder(vec![TimeSource::Received]);
-    let row = b.build("CEF:0|V|P|1|1|n|1|rt=Jan 17 2020 08:52:10", false, &rx(None));
+    let row = b.build(
+        "CEF:0|V|P|1|1|n|1|rt=Jan 17 2020 08:52:10",
+        false,
+        &rx(None),
+    );
     assert_eq!(row.get("ReceiptTime"), Some(&s("Jan 17 2020 08:52:10")));
 }
 
 #[test]
 fn broken_cef_keeps_raw_text() {
     let b = builder(vec![TimeSource::Received]);
-    let row = b.build("<134>Nov 26 09:00:00 fw CEF:0|Vendor|Product|src=1.2.3.4", false, &rx(None));
+    let row = b.build(
+        "<134>Nov 26 09:00:00 fw CEF:0|Vendor|Product|src=1.2.3.4",
+        false,
+        &rx(None),
+    );
     assert_eq!(row.table, Table::CommonSecurityLog);
     assert_eq!(row.get("DeviceVendor"), Some(&s("Vendor")));
-    assert_eq!(row.get("Message"), Some(&s("CEF:0|Vendor|Product|src=1.2.3.4")));
+    assert_eq!(
+        row.get("Message"),
+        Some(&s("CEF:0|Vendor|Product|src=1.2.3.4"))
+    );
     assert_eq!(row.get("Computer"), Some(&s("fw")));
     assert_eq!(row.problems[0].kind, ProblemKind::CefHeaderIncomplete);
 }
@@ -143,7 +181,11 @@ fn broken_cef_keeps_raw_text() {
 #[test]
 fn syslog_row_columns() {
     let b = builder(vec![TimeSource::Received]);
-    let row = b.build("<38>Nov 26 09:59:58 web01 sshd[4242]: Accepted password\r\n", false, &rx(Some("192.0.2.1")));
+    let row = b.build(
+        "<38>Nov 26 09:59:58 web01 sshd[4242]: Accepted password\r\n",
+        false,
+        &rx(Some("192.0.2.1")),
+    );
     assert_eq!(row.table, Table::Syslog);
     assert_eq!(row.get("Computer"), Some(&s("web01")));
     assert_eq!(row.get("HostName"), Some(&s("web01")));
@@ -163,16 +205,27 @@ fn syslog_without_header_is_user_notice_and_flagged() {
     let row = b.build("free text", true, &rx(Some("192.0.2.1")));
     assert_eq!(row.get("Facility"), Some(&s("user")));
     assert_eq!(row.get("SeverityLevel"), Some(&s("notice")));
-    assert_eq!(row.get("Computer"), Some(&s("192.0.2.1")), "peer address stands in");
+    assert_eq!(
+        row.get("Computer"),
+        Some(&s("192.0.2.1")),
+        "peer address stands in"
+    );
     let kinds: Vec<_> = row.problems.iter().map(|p| p.kind).collect();
-    assert_eq!(kinds, vec![ProblemKind::InvalidUtf8, ProblemKind::NoSyslogHeader]);
+    assert_eq!(
+        kinds,
+        vec![ProblemKind::InvalidUtf8, ProblemKind::NoSyslogHeader]
+    );
 }
 
 #[test]
 fn problem_counts() {
     let b = builder(vec![TimeSource::Received]);
     let mut counts = ProblemCounts::default();
-    for line in ["free text", "CEF:0|V|P|1|1|n|1|dpt=x spt=y", "<13>Nov 26 09:00:00 h a: ok"] {
+    for line in [
+        "free text",
+        "CEF:0|V|P|1|1|n|1|dpt=x spt=y",
+        "<13>Nov 26 09:00:00 h a: ok",
+    ] {
         counts.record(&b.build(line, false, &rx(None)).problems);
     }
     assert_eq!(counts.rows_with_problems, 2);
