@@ -34,6 +34,7 @@ fn bench(c: &mut Criterion) {
             FixedOffset::east_opt(0).unwrap(),
         ),
         peer: Some("192.0.2.1"),
+        truncated: false,
     };
     let long = rfc5424_line();
     for (name, line) in [

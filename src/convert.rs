@@ -59,6 +59,7 @@ pub fn convert_stream<R: BufRead, W: Write>(
         let rx = Reception {
             time: TimeContext::new(received_at, settings.zone),
             peer: None,
+            truncated: false,
         };
         let row = builder.build(&text, lossy, &rx);
         match row.table {

@@ -26,6 +26,13 @@
 //! The formal grammars the decoders implement live in `grammars/` at the top of the
 //! repository; the tests in `tests/` replay the captures in `fixtures/`.
 
+pub mod batch;
+pub mod config;
 pub mod convert;
 pub mod decode;
+pub mod frame;
+pub mod listen;
+pub mod metrics;
 pub mod record;
+pub mod run;
+pub mod sink;

@@ -9,6 +9,7 @@ use chrono::{DateTime, FixedOffset, Local, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use cefgate::config::{Config, Resolved};
 use cefgate::convert::{ConvertSettings, ConvertSummary, convert_stream};
 use cefgate::decode::time::parse_zone;
 use cefgate::record::{RecordSettings, RowBuilder, TimeSource};
@@ -26,6 +27,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Receive syslog/CEF and write rows until SIGTERM or SIGINT.
+    Run {
+        /// Configuration file (TOML). Without it: UDP and TCP on 127.0.0.1:5514, rows to stdout.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and report every problem with its location.
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Turn captured messages (one per line) into the JSON rows cefgate would post.
     Convert(ConvertArgs),
 }
@@ -50,7 +62,10 @@ struct ConvertArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
+        Command::Run { config } => run(config),
+        Command::Check { config } => check(&config),
         Command::Convert(args) => convert(args),
     };
     match result {
@@ -60,6 +75,43 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs go to stderr (stdout may carry rows); `RUST_LOG` adjusts the level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .with_ansi(io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+fn load(config: Option<&PathBuf>) -> Result<(Config, Resolved), String> {
+    match config {
+        Some(path) => Config::load(path).map_err(|e| format!("invalid configuration:\n{e}")),
+        None => Ok(Config::embedded()),
+    }
+}
+
+fn check(path: &PathBuf) -> Result<(), String> {
+    let (config, _) = load(Some(path))?;
+    println!(
+        "{}: valid ({} listener{})",
+        path.display(),
+        config.listener.len(),
+        if config.listener.len() == 1 { "" } else { "s" }
+    );
+    Ok(())
+}
+
+fn run(config: Option<PathBuf>) -> Result<(), String> {
+    let (config, resolved) = load(config.as_ref())?;
+    let metrics = cefgate::run::run(config, resolved).map_err(|e| e.to_string())?;
+    eprint!("{}", metrics.report());
+    Ok(())
 }
 
 fn parse_timezone(text: &str) -> Result<FixedOffset, String> {

@@ -131,6 +131,7 @@ fn rows(cases: &[Case]) -> Vec<Map<String, Value>> {
     let rx = Reception {
         time: TimeContext::new(received, chrono::FixedOffset::east_opt(0).unwrap()),
         peer: None,
+        truncated: false,
     };
     cases
         .iter()

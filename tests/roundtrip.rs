@@ -70,6 +70,7 @@ proptest! {
         let rx = Reception {
             time: TimeContext::new(chrono::Utc::now(), chrono::FixedOffset::east_opt(0).unwrap()),
             peer: None,
+            truncated: false,
         };
         let row = builder.build(&text, false, &rx);
         let mut out = Vec::new();

@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
             FixedOffset::east_opt(3600).unwrap(),
         ),
         peer: Some("192.0.2.1"),
+        truncated: false,
     };
     let row = builder.build(&text, matches!(text, std::borrow::Cow::Owned(_)), &rx);
     let mut out = Vec::new();

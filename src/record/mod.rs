@@ -115,6 +115,8 @@ pub struct Reception<'a> {
     pub time: TimeContext,
     /// The sender's address (Syslog `HostIP`, fallback for `Computer`), when known.
     pub peer: Option<&'a str>,
+    /// The listener cut the message at its size limit.
+    pub truncated: bool,
 }
 
 /// Turns decoded messages into rows.

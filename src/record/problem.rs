@@ -29,10 +29,12 @@ pub enum ProblemKind {
     DuplicateKey,
     /// A syslog PROCID that is not a number (the Syslog table's ProcessID is an int).
     ProcessIdNotNumber,
+    /// The message was longer than the listener's `max_message_bytes` and was cut there.
+    MessageTruncated,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 9] = [
+    pub const ALL: [ProblemKind; 10] = [
         ProblemKind::InvalidUtf8,
         ProblemKind::EmptyMessage,
         ProblemKind::NoSyslogHeader,
@@ -42,6 +44,7 @@ impl ProblemKind {
         ProblemKind::BadTimestamp,
         ProblemKind::DuplicateKey,
         ProblemKind::ProcessIdNotNumber,
+        ProblemKind::MessageTruncated,
     ];
 
     /// The stable name used in the diagnostics column and in metrics.
@@ -56,6 +59,7 @@ impl ProblemKind {
             ProblemKind::BadTimestamp => "bad-timestamp",
             ProblemKind::DuplicateKey => "duplicate-key",
             ProblemKind::ProcessIdNotNumber => "procid-not-number",
+            ProblemKind::MessageTruncated => "message-truncated",
         }
     }
 }

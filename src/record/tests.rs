@@ -15,6 +15,7 @@ fn rx(peer: Option<&str>) -> Reception<'_> {
             FixedOffset::east_opt(0).unwrap(),
         ),
         peer,
+        truncated: false,
     }
 }
 

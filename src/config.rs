@@ -1,0 +1,618 @@
+//! The configuration file (TOML) and its validation.
+//!
+//! The `[[listener]]`, `[output]`, `[batch]` and `[spool]` names are a contract other tools
+//! read; keep them. Every problem is reported with the file, line and column it comes from,
+//! all at once, so `cefgate check` shows a user everything to fix in one go.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::FixedOffset;
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::decode::time::parse_zone;
+use crate::record::TimeSource;
+
+/// The configuration `cefgate run` uses without `--config`: UDP and TCP on 127.0.0.1:5514,
+/// rows printed to stdout.
+pub const EMBEDDED_DEFAULT: &str = r#"
+[[listener]]
+protocol = "udp"
+address  = "127.0.0.1:5514"
+
+[[listener]]
+protocol = "tcp"
+address  = "127.0.0.1:5514"
+framing  = "auto"
+
+[output]
+type = "stdout"
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listener: Vec<Spanned<ListenerConfig>>,
+    pub output: Spanned<OutputConfig>,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub record: RecordConfig,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+            Protocol::Tls => "tls",
+        })
+    }
+}
+
+/// TCP framing (RFC 6587).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Framing {
+    /// Per frame: `digits SP <` is octet counting, anything else newline framing.
+    #[default]
+    Auto,
+    Newline,
+    OctetCounting,
+}
+
+/// What to do with a message longer than `max_message_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Oversize {
+    /// Keep the first `max_message_bytes` (counted, and flagged on the row).
+    #[default]
+    Truncate,
+    /// Drop the message (counted).
+    Drop,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    pub protocol: Spanned<Protocol>,
+    pub address: Spanned<String>,
+    #[serde(default)]
+    pub framing: Framing,
+    /// TLS: PEM certificate chain and private key.
+    pub cert: Option<Spanned<PathBuf>>,
+    pub key: Option<Spanned<PathBuf>>,
+    /// TLS: PEM CA bundle; when set, clients must present a certificate it signed.
+    pub client_ca: Option<Spanned<PathBuf>>,
+    /// Senders allowed to connect or send (CIDR); empty allows everyone.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    #[serde(default = "defaults::max_message_bytes")]
+    pub max_message_bytes: usize,
+    #[serde(default)]
+    pub oversize: Oversize,
+    /// TCP/TLS: connections served at once; more are refused (and counted).
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// TCP/TLS: a connection that sends nothing for this long is closed.
+    #[serde(default = "defaults::idle_timeout_secs")]
+    pub idle_timeout_secs: u64,
+    /// TCP/TLS: TCP keepalive probes after this much idle time (0 turns them off).
+    #[serde(default = "defaults::keepalive_secs")]
+    pub keepalive_secs: u64,
+    /// TLS: time allowed for the handshake.
+    #[serde(default = "defaults::handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// UDP: the socket receive buffer asked of the kernel.
+    #[serde(default = "defaults::receive_buffer_bytes")]
+    pub receive_buffer_bytes: usize,
+}
+
+impl ListenerConfig {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+    /// The parsed allowlist (validated by [`Config::validate`]).
+    pub fn allowlist(&self) -> Vec<IpNet> {
+        self.allow
+            .iter()
+            .filter_map(|a| parse_net(a.get_ref()))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputKind {
+    /// JSON lines on standard output.
+    Stdout,
+    /// JSON lines appended to `path`.
+    File,
+}
+
+/// `[output]`. A flat table (not a tagged enum) so every field keeps its location.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    #[serde(rename = "type")]
+    pub kind: Spanned<OutputKind>,
+    /// `file`: where rows are appended.
+    pub path: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchConfig {
+    #[serde(default = "defaults::max_rows")]
+    pub max_rows: usize,
+    #[serde(default = "defaults::max_bytes")]
+    pub max_bytes: usize,
+    #[serde(default = "defaults::max_age_ms")]
+    pub max_age_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_rows: defaults::max_rows(),
+            max_bytes: defaults::max_bytes(),
+            max_age_ms: defaults::max_age_ms(),
+        }
+    }
+}
+
+/// How rows are built (see `cefgate convert --help` for the same settings as flags).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordConfig {
+    /// `TimeGenerated` precedence: received, rt, end, start, syslog.
+    #[serde(default)]
+    pub time_generated: Vec<Spanned<String>>,
+    /// Zone for timestamps without one: UTC, local, or an offset.
+    pub timezone: Option<Spanned<String>>,
+    /// `CollectorHostName`; default: this machine's host name.
+    pub collector_host: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Decode threads; 0 means one per core.
+    #[serde(default)]
+    pub workers: usize,
+    /// Frame batches waiting for a decode thread; when full, TCP/TLS stop reading and UDP
+    /// drops (counted).
+    #[serde(default = "defaults::queue_batches")]
+    pub queue_batches: usize,
+    /// Seconds allowed for draining on SIGTERM/SIGINT before cefgate gives up.
+    #[serde(default = "defaults::shutdown_timeout_secs")]
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            queue_batches: defaults::queue_batches(),
+            shutdown_timeout_secs: defaults::shutdown_timeout_secs(),
+        }
+    }
+}
+
+mod defaults {
+    pub fn max_message_bytes() -> usize {
+        64 * 1024
+    }
+    pub fn max_connections() -> usize {
+        1024
+    }
+    pub fn idle_timeout_secs() -> u64 {
+        300
+    }
+    pub fn keepalive_secs() -> u64 {
+        60
+    }
+    pub fn handshake_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn receive_buffer_bytes() -> usize {
+        32 * 1024 * 1024
+    }
+    pub fn max_rows() -> usize {
+        5000
+    }
+    pub fn max_bytes() -> usize {
+        1024 * 1024
+    }
+    pub fn max_age_ms() -> u64 {
+        1000
+    }
+    pub fn queue_batches() -> usize {
+        256
+    }
+    pub fn shutdown_timeout_secs() -> u64 {
+        30
+    }
+}
+
+fn parse_net(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}
+
+/// One problem in a configuration file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<ConfigProblem>,
+}
+
+struct Locator<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn problem(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigProblem {
+        let at = span.map_or(0, |s| s.start.min(self.text.len()));
+        let before = &self.text[..at];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigProblem {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+/// The settings a run needs, resolved from a valid config.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub zone: FixedOffset,
+    pub time_generated: Vec<TimeSource>,
+}
+
+impl Config {
+    /// Parses and validates `text`; `file` names it in problems.
+    pub fn parse(file: &str, text: &str) -> Result<(Config, Resolved), ConfigError> {
+        let at = Locator { file, text };
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+            problems: vec![at.problem(e.span(), e.message().trim().to_string())],
+        })?;
+        let resolved = config.validate(&at)?;
+        Ok((config, resolved))
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<(Config, Resolved), ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![ConfigProblem {
+                file: name.clone(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read the configuration: {e}"),
+            }],
+        })?;
+        Self::parse(&name, &text)
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded() -> (Config, Resolved) {
+        Self::parse("<embedded default>", EMBEDDED_DEFAULT).expect("the embedded default is valid")
+    }
+
+    fn validate(&self, at: &Locator<'_>) -> Result<Resolved, ConfigError> {
+        let mut problems = Vec::new();
+        if self.listener.is_empty() {
+            problems.push(at.problem(None, "no [[listener]]: cefgate would receive nothing"));
+        }
+        let mut seen: Vec<(Protocol, SocketAddr)> = Vec::new();
+        for spanned in &self.listener {
+            let l = spanned.get_ref();
+            let protocol = *l.protocol.get_ref();
+            match l.address.get_ref().parse::<SocketAddr>() {
+                Ok(addr) => {
+                    let stream = |p: Protocol| p != Protocol::Udp;
+                    let clash = seen.iter().any(|(p, a)| {
+                        *a == addr && addr.port() != 0 && stream(*p) == stream(protocol)
+                    });
+                    if clash {
+                        problems.push(at.problem(
+                            Some(l.address.span()),
+                            format!("{addr} is already used by another {protocol} listener"),
+                        ));
+                    }
+                    seen.push((protocol, addr));
+                }
+                Err(_) => problems.push(at.problem(
+                    Some(l.address.span()),
+                    format!(
+                        "address {:?} is not IP:PORT (for example \"0.0.0.0:514\" or \"[::]:514\")",
+                        l.address.get_ref()
+                    ),
+                )),
+            }
+            for net in &l.allow {
+                if parse_net(net.get_ref()).is_none() {
+                    problems.push(at.problem(
+                        Some(net.span()),
+                        format!(
+                            "allow entry {:?} is not a CIDR range or IP address",
+                            net.get_ref()
+                        ),
+                    ));
+                }
+            }
+            if l.max_message_bytes < 480 {
+                problems.push(at.problem(
+                    Some(spanned.span()),
+                    "max_message_bytes must be at least 480 (RFC 5426's minimum)",
+                ));
+            }
+            if l.max_connections == 0 {
+                problems
+                    .push(at.problem(Some(spanned.span()), "max_connections must be at least 1"));
+            }
+            match protocol {
+                Protocol::Tls => {
+                    for (name, value) in [("cert", &l.cert), ("key", &l.key)] {
+                        match value {
+                            None => problems.push(at.problem(
+                                Some(spanned.span()),
+                                format!("a tls listener needs `{name}` (a PEM file)"),
+                            )),
+                            Some(p) if !p.get_ref().is_file() => problems.push(at.problem(
+                                Some(p.span()),
+                                format!("{name} file {} does not exist", p.get_ref().display()),
+                            )),
+                            Some(_) => {}
+                        }
+                    }
+                    if let Some(ca) = &l.client_ca
+                        && !ca.get_ref().is_file()
+                    {
+                        problems.push(at.problem(
+                            Some(ca.span()),
+                            format!("client_ca file {} does not exist", ca.get_ref().display()),
+                        ));
+                    }
+                }
+                Protocol::Udp | Protocol::Tcp => {
+                    for (name, value) in [
+                        ("cert", &l.cert),
+                        ("key", &l.key),
+                        ("client_ca", &l.client_ca),
+                    ] {
+                        if let Some(v) = value {
+                            problems.push(at.problem(
+                                Some(v.span()),
+                                format!("`{name}` only applies to tls listeners"),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        let output = self.output.get_ref();
+        match (output.kind.get_ref(), &output.path) {
+            (OutputKind::File, None) => {
+                problems.push(at.problem(Some(self.output.span()), "a file output needs `path`"))
+            }
+            (OutputKind::File, Some(path)) => {
+                let parent = path
+                    .get_ref()
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty());
+                if let Some(dir) = parent
+                    && !dir.is_dir()
+                {
+                    problems.push(at.problem(
+                        Some(path.span()),
+                        format!("directory {} does not exist", dir.display()),
+                    ));
+                }
+            }
+            (OutputKind::Stdout, Some(path)) => {
+                problems.push(at.problem(Some(path.span()), "`path` only applies to a file output"))
+            }
+            (OutputKind::Stdout, None) => {}
+        }
+        if self.batch.max_rows == 0 || self.batch.max_bytes == 0 || self.batch.max_age_ms == 0 {
+            problems.push(at.problem(
+                None,
+                "[batch] max_rows, max_bytes and max_age_ms must be above 0",
+            ));
+        }
+        if self.pipeline.queue_batches == 0 {
+            problems.push(at.problem(None, "[pipeline] queue_batches must be above 0"));
+        }
+        let mut time_generated = Vec::new();
+        for name in &self.record.time_generated {
+            match TimeSource::parse(name.get_ref()) {
+                Some(t) => time_generated.push(t),
+                None => problems.push(at.problem(
+                    Some(name.span()),
+                    format!(
+                        "unknown time_generated source {:?} (use received, rt, end, start, syslog)",
+                        name.get_ref()
+                    ),
+                )),
+            }
+        }
+        if time_generated.is_empty() {
+            time_generated.push(TimeSource::Received);
+        }
+        let zone = match &self.record.timezone {
+            None => FixedOffset::east_opt(0).expect("UTC"),
+            Some(z) if z.get_ref() == "local" => *chrono::Local::now().offset(),
+            Some(z) => match parse_zone(z.get_ref()) {
+                Some(zone) => zone,
+                None => {
+                    problems.push(at.problem(
+                        Some(z.span()),
+                        format!(
+                            "timezone {:?} is not UTC, local or an offset such as +01:00",
+                            z.get_ref()
+                        ),
+                    ));
+                    FixedOffset::east_opt(0).expect("UTC")
+                }
+            },
+        };
+        if problems.is_empty() {
+            Ok(Resolved {
+                zone,
+                time_generated,
+            })
+        } else {
+            Err(ConfigError { problems })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_udp_and_tcp_on_5514_to_stdout() {
+        let (config, _) = Config::embedded();
+        let listeners: Vec<_> = config
+            .listener
+            .iter()
+            .map(|l| {
+                (
+                    *l.get_ref().protocol.get_ref(),
+                    l.get_ref().address.get_ref().clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            listeners,
+            vec![
+                (Protocol::Udp, "127.0.0.1:5514".to_string()),
+                (Protocol::Tcp, "127.0.0.1:5514".to_string())
+            ]
+        );
+        assert_eq!(*config.output.get_ref().kind.get_ref(), OutputKind::Stdout);
+    }
+
+    #[test]
+    fn contract_shape_parses() {
+        let text = r#"
+[[listener]]
+protocol = "udp"
+address  = "0.0.0.0:514"
+
+[[listener]]
+protocol = "tcp"
+address  = "0.0.0.0:514"
+framing  = "octet-counting"
+allow    = ["10.0.0.0/8", "192.0.2.1"]
+
+[output]
+type = "file"
+path = "/tmp/rows.ndjson"
+
+[batch]
+max_rows  = 5000
+max_bytes = 1048576
+max_age_ms = 1000
+"#;
+        let (config, resolved) = Config::parse("test.toml", text).unwrap();
+        let tcp = config.listener[1].get_ref();
+        assert_eq!(tcp.framing, Framing::OctetCounting);
+        assert_eq!(tcp.allowlist().len(), 2);
+        assert_eq!(resolved.time_generated, vec![TimeSource::Received]);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_line() {
+        let text = r#"[[listener]]
+protocol = "tcp"
+address  = "localhost"
+allow    = ["10.0.0.0/33"]
+
+[[listener]]
+protocol = "tls"
+address  = "127.0.0.1:6514"
+cert     = "/nonexistent/cert.pem"
+
+[output]
+type = "stdout"
+
+[record]
+timezone = "Mars"
+"#;
+        let err = Config::parse("bad.toml", text).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("bad.toml:3:12: address \"localhost\" is not IP:PORT"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bad.toml:4:13: allow entry \"10.0.0.0/33\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("bad.toml:9:12: cert file /nonexistent/cert.pem does not exist"),
+            "{text}"
+        );
+        assert!(text.contains("a tls listener needs `key`"), "{text}");
+        assert!(text.contains("bad.toml:15:12: timezone \"Mars\""), "{text}");
+        assert_eq!(err.problems.len(), 5, "{text}");
+    }
+
+    #[test]
+    fn syntax_and_unknown_keys_are_located() {
+        let err = Config::parse("x.toml", "[output]\ntype = \"stdout\"\nbogus = 1\n").unwrap_err();
+        assert_eq!(err.problems[0].line, 3, "{err}");
+        assert!(err.to_string().contains("unknown field `bogus`"), "{err}");
+        let err = Config::parse("x.toml", "[[listener]]\nprotocol = \"sctp\"\naddress = \"1.2.3.4:5\"\n[output]\ntype=\"stdout\"\n")
+            .unwrap_err();
+        assert_eq!(err.problems[0].line, 2, "{err}");
+        assert!(err.to_string().contains("sctp"), "{err}");
+    }
+}

@@ -1,0 +1,401 @@
+//! Frame: a TCP/TLS byte stream -> syslog messages (RFC 6587 octet counting or trailers).
+//!
+//! The decoder never allocates for a frame and never trusts a length: an octet count larger
+//! than `max_message_bytes` is truncated or skipped as it streams past, so a hostile
+//! `999999999 ` costs nothing. Bytes that are no frame are passed on as a raw message
+//! (counted as a framing error) instead of closing the connection.
+
+use memchr::memchr2;
+
+use crate::config::{Framing, Oversize};
+
+/// What the decoder had to do besides finding frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FrameStats {
+    pub truncated: u64,
+    pub dropped: u64,
+    pub framing_errors: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Skip {
+    None,
+    /// The rest of an oversize octet-counted frame.
+    Bytes(usize),
+    /// The rest of an oversize newline-framed message.
+    ToTrailer,
+}
+
+/// Splits a stream into messages. Feed it the unconsumed bytes after each read.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    framing: Framing,
+    max: usize,
+    oversize: Oversize,
+    skip: Skip,
+    pub stats: FrameStats,
+}
+
+/// Longest octet count we read as one (9 digits: just under 1 GB); longer digit runs are
+/// no count.
+const MAX_COUNT_DIGITS: usize = 9;
+
+impl FrameDecoder {
+    pub fn new(framing: Framing, max_message_bytes: usize, oversize: Oversize) -> Self {
+        Self {
+            framing,
+            max: max_message_bytes,
+            oversize,
+            skip: Skip::None,
+            stats: FrameStats::default(),
+        }
+    }
+
+    /// Takes every complete frame out of `buf`, calling `emit(message, truncated)` for each,
+    /// and returns how many bytes were consumed; keep the rest for the next call. With
+    /// `eof`, whatever remains is the last message.
+    pub fn decode(&mut self, buf: &[u8], eof: bool, mut emit: impl FnMut(&[u8], bool)) -> usize {
+        let mut pos = 0;
+        loop {
+            match self.skip {
+                Skip::Bytes(n) => {
+                    let take = n.min(buf.len() - pos);
+                    pos += take;
+                    if take < n {
+                        self.skip = Skip::Bytes(n - take);
+                        return pos;
+                    }
+                    self.skip = Skip::None;
+                }
+                Skip::ToTrailer => match memchr2(b'\n', b'\0', &buf[pos..]) {
+                    Some(i) => {
+                        pos += i + 1;
+                        self.skip = Skip::None;
+                    }
+                    None => return buf.len(),
+                },
+                Skip::None => {}
+            }
+            // Trailers and padding between frames.
+            while pos < buf.len() && matches!(buf[pos], b'\n' | b'\r' | b'\0') {
+                pos += 1;
+            }
+            if pos == buf.len() {
+                return pos;
+            }
+            match self.next_frame(&buf[pos..], eof, &mut emit) {
+                Some(used) => pos += used,
+                None => return pos,
+            }
+        }
+    }
+
+    /// Decodes one frame at the start of `buf`; `None` means "need more bytes".
+    fn next_frame(
+        &mut self,
+        buf: &[u8],
+        eof: bool,
+        emit: &mut impl FnMut(&[u8], bool),
+    ) -> Option<usize> {
+        if self.framing != Framing::Newline {
+            match self.octet_header(buf, eof) {
+                Header::Count { len, header } => {
+                    return self.octet_frame(buf, len, header, eof, emit);
+                }
+                Header::NeedMore => return None,
+                Header::NotOctet => {
+                    if self.framing == Framing::OctetCounting {
+                        self.stats.framing_errors += 1;
+                    }
+                }
+            }
+        }
+        self.newline_frame(buf, eof, emit)
+    }
+
+    fn octet_header(&self, buf: &[u8], eof: bool) -> Header {
+        let digits = buf
+            .iter()
+            .take(MAX_COUNT_DIGITS + 1)
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        if digits == 0 || buf[0] == b'0' || digits > MAX_COUNT_DIGITS {
+            return Header::NotOctet;
+        }
+        // Auto mode also wants the syslog message's `<` after the space, so a newline-framed
+        // message that starts with digits (an epoch timestamp) is not taken for a count.
+        let needed = if self.framing == Framing::Auto {
+            digits + 2
+        } else {
+            digits + 1
+        };
+        if buf.len() < needed {
+            return if eof {
+                Header::NotOctet
+            } else {
+                Header::NeedMore
+            };
+        }
+        if buf[digits] != b' ' || (self.framing == Framing::Auto && buf[digits + 1] != b'<') {
+            return Header::NotOctet;
+        }
+        let len = std::str::from_utf8(&buf[..digits])
+            .ok()
+            .and_then(|d| d.parse().ok());
+        match len {
+            Some(len) => Header::Count {
+                len,
+                header: digits + 1,
+            },
+            None => Header::NotOctet,
+        }
+    }
+
+    fn octet_frame(
+        &mut self,
+        buf: &[u8],
+        len: usize,
+        header: usize,
+        eof: bool,
+        emit: &mut impl FnMut(&[u8], bool),
+    ) -> Option<usize> {
+        let body = &buf[header..];
+        if len <= self.max {
+            if body.len() >= len {
+                emit(trim_trailer(&body[..len]), false);
+                return Some(header + len);
+            }
+            if eof {
+                // The stream ended inside the frame: pass on what arrived.
+                self.stats.truncated += 1;
+                emit(trim_trailer(body), true);
+                return Some(buf.len());
+            }
+            return None;
+        }
+        match self.oversize {
+            Oversize::Drop => {
+                self.stats.dropped += 1;
+                self.skip = Skip::Bytes(len);
+                Some(header)
+            }
+            Oversize::Truncate => {
+                if body.len() < self.max && !eof {
+                    return None;
+                }
+                let keep = self.max.min(body.len());
+                self.stats.truncated += 1;
+                emit(trim_trailer(&body[..keep]), true);
+                self.skip = Skip::Bytes(len - keep);
+                Some(header + keep)
+            }
+        }
+    }
+
+    fn newline_frame(
+        &mut self,
+        buf: &[u8],
+        eof: bool,
+        emit: &mut impl FnMut(&[u8], bool),
+    ) -> Option<usize> {
+        let window = &buf[..buf.len().min(self.max + 1)];
+        match memchr2(b'\n', b'\0', window) {
+            Some(end) => {
+                emit(trim_trailer(&buf[..end]), false);
+                Some(end + 1)
+            }
+            None if buf.len() > self.max => {
+                match self.oversize {
+                    Oversize::Truncate => {
+                        self.stats.truncated += 1;
+                        emit(&buf[..self.max], true);
+                    }
+                    Oversize::Drop => self.stats.dropped += 1,
+                }
+                self.skip = Skip::ToTrailer;
+                Some(self.max)
+            }
+            None if eof => {
+                emit(trim_trailer(buf), false);
+                Some(buf.len())
+            }
+            None => None,
+        }
+    }
+}
+
+enum Header {
+    Count { len: usize, header: usize },
+    NeedMore,
+    NotOctet,
+}
+
+/// Strips trailing LF, CR and NUL.
+pub fn trim_trailer(mut frame: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\n' | b'\r' | b'\0'] = frame {
+        frame = rest;
+    }
+    frame
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `chunks` one read at a time, like a socket would, and collects the messages.
+    fn run(
+        framing: Framing,
+        max: usize,
+        oversize: Oversize,
+        chunks: &[&[u8]],
+    ) -> (Vec<(String, bool)>, FrameStats) {
+        let mut d = FrameDecoder::new(framing, max, oversize);
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            buf.extend_from_slice(chunk);
+            let eof = i == chunks.len() - 1;
+            let used = d.decode(&buf, eof, |m, t| {
+                out.push((String::from_utf8_lossy(m).into_owned(), t))
+            });
+            buf.drain(..used);
+        }
+        assert!(buf.is_empty(), "left over: {buf:?}");
+        (out, d.stats)
+    }
+
+    fn msgs(v: &[(String, bool)]) -> Vec<&str> {
+        v.iter().map(|(m, _)| m.as_str()).collect()
+    }
+
+    #[test]
+    fn newline_lf_crlf_nul_trailers() {
+        let (out, _) = run(
+            Framing::Newline,
+            1024,
+            Oversize::Truncate,
+            &[b"<13>a\n<13>b\r\n<13>c\0<13>d"],
+        );
+        assert_eq!(msgs(&out), ["<13>a", "<13>b", "<13>c", "<13>d"]);
+    }
+
+    #[test]
+    fn octet_counting() {
+        let (out, stats) = run(
+            Framing::OctetCounting,
+            1024,
+            Oversize::Truncate,
+            &[b"5 <13>a6 <13>bc\n7 <13>def"],
+        );
+        assert_eq!(msgs(&out), ["<13>a", "<13>bc", "<13>def"]);
+        assert_eq!(stats, FrameStats::default());
+    }
+
+    #[test]
+    fn frames_split_across_reads_at_every_byte() {
+        let stream: &[u8] = b"11 <13>1 hello\n<13>plain line\n9 <13>x y z";
+        for cut in 1..stream.len() {
+            let (out, _) = run(
+                Framing::Auto,
+                1024,
+                Oversize::Truncate,
+                &[&stream[..cut], &stream[cut..]],
+            );
+            assert_eq!(
+                msgs(&out),
+                ["<13>1 hello", "<13>plain line", "<13>x y z"],
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn auto_does_not_take_a_leading_timestamp_for_a_count() {
+        let (out, _) = run(
+            Framing::Auto,
+            1024,
+            Oversize::Truncate,
+            &[b"1493738863000 host CEF:0|a\n12 <13>counted\n"],
+        );
+        assert_eq!(msgs(&out), ["1493738863000 host CEF:0|a", "<13>counted"]);
+    }
+
+    #[test]
+    fn garbage_between_frames_resynchronises() {
+        let (out, stats) = run(
+            Framing::OctetCounting,
+            1024,
+            Oversize::Truncate,
+            &[b"5 <13>a", b"garbage!\n", b"5 <13>b"],
+        );
+        assert_eq!(msgs(&out), ["<13>a", "garbage!", "<13>b"]);
+        assert_eq!(stats.framing_errors, 1);
+    }
+
+    #[test]
+    fn oversize_newline_truncated_then_resumes() {
+        let long = "x".repeat(2000);
+        let stream = format!("<13>{long}\n<13>next\n");
+        let (out, stats) = run(
+            Framing::Newline,
+            600,
+            Oversize::Truncate,
+            &[stream.as_bytes()],
+        );
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].0.len(), 600);
+        assert!(out[0].1, "flagged as truncated");
+        assert_eq!(out[1], ("<13>next".to_string(), false));
+        assert_eq!(stats.truncated, 1);
+    }
+
+    #[test]
+    fn oversize_dropped_when_asked() {
+        let long = "x".repeat(2000);
+        let stream = format!("<13>{long}\n2004 <13>{long}<13>next\n");
+        let (out, stats) = run(Framing::Auto, 600, Oversize::Drop, &[stream.as_bytes()]);
+        assert_eq!(msgs(&out), ["<13>next"]);
+        assert_eq!(stats.dropped, 2);
+    }
+
+    #[test]
+    fn huge_octet_count_is_streamed_past_not_allocated() {
+        // Claims ~1 GB; only 600 bytes are kept and the decoder's buffer need never grow.
+        let mut d = FrameDecoder::new(Framing::OctetCounting, 600, Oversize::Truncate);
+        let mut out = Vec::new();
+        let mut buf = b"999999999 <13>".to_vec();
+        buf.extend(std::iter::repeat_n(b'A', 4096));
+        let used = d.decode(&buf, false, |m, t| out.push((m.len(), t)));
+        assert_eq!(out, vec![(600, true)]);
+        assert_eq!(used, buf.len(), "the rest of this read is skipped too");
+        // The rest of the claimed frame is skipped as it arrives.
+        let chunk = vec![b'B'; 65536];
+        assert_eq!(
+            d.decode(&chunk, false, |_, _| panic!("no frame inside the skip")),
+            65536
+        );
+    }
+
+    #[test]
+    fn stream_ending_inside_a_frame_passes_on_what_arrived() {
+        let (out, stats) = run(
+            Framing::OctetCounting,
+            1024,
+            Oversize::Truncate,
+            &[b"50 <13>only part"],
+        );
+        assert_eq!(out, vec![("<13>only part".to_string(), true)]);
+        assert_eq!(stats.truncated, 1);
+    }
+
+    #[test]
+    fn zero_leading_and_long_digit_runs_are_not_counts() {
+        let (out, _) = run(
+            Framing::Auto,
+            1024,
+            Oversize::Truncate,
+            &[b"05 <13>a\n1234567890 <13>b\n"],
+        );
+        assert_eq!(msgs(&out), ["05 <13>a", "1234567890 <13>b"]);
+    }
+}

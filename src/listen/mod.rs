@@ -1,0 +1,143 @@
+//! Listen: sockets in, batches of frames out. UDP ([`udp`]), TCP and TLS ([`tcp`], [`tls`]).
+//!
+//! Listeners only read and frame. They hand [`FrameBatch`]es to the decode workers through a
+//! bounded queue: a full queue makes TCP/TLS readers wait (so the kernel pushes back on the
+//! sender) and makes UDP drop and count.
+
+pub mod tcp;
+pub mod tls;
+pub mod udp;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+
+use crate::metrics::Metrics;
+
+/// Where one frame came from and how it ends in [`FrameBatch::data`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameInfo {
+    pub end: u32,
+    pub peer: Option<IpAddr>,
+    /// The message was cut at `max_message_bytes`.
+    pub truncated: bool,
+}
+
+/// Several frames in one buffer: one allocation per batch, not per message.
+#[derive(Debug, Clone, Default)]
+pub struct FrameBatch {
+    pub received_at: Option<DateTime<Utc>>,
+    pub data: Vec<u8>,
+    pub frames: Vec<FrameInfo>,
+}
+
+impl FrameBatch {
+    /// Frames kept in one batch before it is handed on.
+    pub const MAX_FRAMES: usize = 512;
+    /// Bytes kept in one batch before it is handed on.
+    pub const MAX_BYTES: usize = 256 * 1024;
+
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            received_at: None,
+            data: Vec::with_capacity(bytes),
+            frames: Vec::with_capacity(64),
+        }
+    }
+
+    pub fn push(&mut self, message: &[u8], peer: Option<IpAddr>, truncated: bool) {
+        if self.received_at.is_none() {
+            self.received_at = Some(Utc::now());
+        }
+        self.data.extend_from_slice(message);
+        self.frames.push(FrameInfo {
+            end: self.data.len() as u32,
+            peer,
+            truncated,
+        });
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.frames.len() >= Self::MAX_FRAMES || self.data.len() >= Self::MAX_BYTES
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// `(message, info)` for every frame, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &FrameInfo)> {
+        let mut start = 0usize;
+        self.frames.iter().map(move |f| {
+            let m = &self.data[start..f.end as usize];
+            start = f.end as usize;
+            (m, f)
+        })
+    }
+}
+
+/// What every listener shares: the queue to the workers, counters, the allowlist.
+#[derive(Clone)]
+pub struct ListenerContext {
+    pub queue: flume::Sender<FrameBatch>,
+    pub metrics: Arc<Metrics>,
+    pub allow: Arc<Vec<IpNet>>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl ListenerContext {
+    /// True when `peer` may send (an empty allowlist allows everyone).
+    pub fn allowed(&self, peer: IpAddr) -> bool {
+        let peer = match peer {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
+            v4 => v4,
+        };
+        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&peer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_iterates_frames_in_order() {
+        let mut b = FrameBatch::with_capacity(64);
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        b.push(b"one", Some(peer), false);
+        b.push(b"", None, false);
+        b.push(b"three", None, true);
+        let frames: Vec<_> = b
+            .iter()
+            .map(|(m, f)| (m.to_vec(), f.peer, f.truncated))
+            .collect();
+        assert_eq!(
+            frames,
+            vec![
+                (b"one".to_vec(), Some(peer), false),
+                (b"".to_vec(), None, false),
+                (b"three".to_vec(), None, true)
+            ]
+        );
+    }
+
+    #[test]
+    fn allowlist_matches_mapped_addresses() {
+        let (queue, _rx) = flume::bounded(1);
+        let ctx = ListenerContext {
+            queue,
+            metrics: Arc::default(),
+            allow: Arc::new(vec!["10.0.0.0/8".parse().unwrap()]),
+            shutdown: Default::default(),
+        };
+        assert!(ctx.allowed("10.1.2.3".parse().unwrap()));
+        assert!(ctx.allowed("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!ctx.allowed("192.0.2.1".parse().unwrap()));
+    }
+}

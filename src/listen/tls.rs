@@ -1,0 +1,136 @@
+//! TLS syslog (RFC 5425): rustls, PEM certificate and key, optional client certificates.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
+
+use super::ListenerContext;
+use crate::config::ListenerConfig;
+use crate::metrics::Metrics;
+
+/// Why a TLS listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read certificates from {path}: {source}")]
+    Certificates {
+        path: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("no certificate found in {0}")]
+    NoCertificate(String),
+    #[error("cannot read the private key from {path}: {source}")]
+    Key {
+        path: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("TLS configuration rejected: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client CA bundle {path} is not usable: {reason}")]
+    ClientCa { path: String, reason: String },
+}
+
+/// Accepts TLS 1.2 and 1.3 sessions with a handshake deadline.
+#[derive(Clone)]
+pub struct Acceptor {
+    inner: TlsAcceptor,
+}
+
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let name = path.display().to_string();
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsSetupError::Certificates {
+            path: name.clone(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsSetupError::NoCertificate(name));
+    }
+    Ok(certs)
+}
+
+impl Acceptor {
+    pub fn new(config: &ListenerConfig) -> Result<Self, TlsSetupError> {
+        let cert_path = config
+            .cert
+            .as_ref()
+            .expect("validated: tls has cert")
+            .get_ref();
+        let key_path = config
+            .key
+            .as_ref()
+            .expect("validated: tls has key")
+            .get_ref();
+        let chain = certificates(cert_path)?;
+        let key = PrivateKeyDer::from_pem_file(key_path).map_err(|source| TlsSetupError::Key {
+            path: key_path.display().to_string(),
+            source,
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        let server = match &config.client_ca {
+            None => builder.with_no_client_auth().with_single_cert(chain, key)?,
+            Some(ca) => {
+                let ca_path = ca.get_ref();
+                let mut roots = RootCertStore::empty();
+                for cert in certificates(ca_path)? {
+                    roots.add(cert).map_err(|e| TlsSetupError::ClientCa {
+                        path: ca_path.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|e| TlsSetupError::ClientCa {
+                            path: ca_path.display().to_string(),
+                            reason: e.to_string(),
+                        })?;
+                builder
+                    .with_client_cert_verifier(verifier)
+                    .with_single_cert(chain, key)?
+            }
+        };
+        Ok(Self {
+            inner: TlsAcceptor::from(Arc::new(server)),
+        })
+    }
+
+    /// Runs the handshake; `None` (counted and logged) when it fails or takes too long.
+    pub async fn handshake(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        config: &ListenerConfig,
+        ctx: &ListenerContext,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        let result = tokio::select! {
+            r = tokio::time::timeout(config.handshake_timeout(), self.inner.accept(stream)) => r,
+            _ = ctx.shutdown.cancelled() => return None,
+        };
+        match result {
+            Ok(Ok(tls)) => Some(tls),
+            Ok(Err(e)) => {
+                Metrics::add(&ctx.metrics.tls_handshake_failures, 1);
+                tracing::warn!("{peer}: TLS handshake failed: {e}");
+                None
+            }
+            Err(_) => {
+                Metrics::add(&ctx.metrics.tls_handshake_failures, 1);
+                tracing::warn!(
+                    "{peer}: TLS handshake timed out after {:?}",
+                    config.handshake_timeout()
+                );
+                None
+            }
+        }
+    }
+}

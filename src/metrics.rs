@@ -1,0 +1,105 @@
+//! Counters for everything that can go wrong or be dropped, shared by all stages.
+//!
+//! Plain atomics: each is bumped where it happens and read only for reports, so relaxed
+//! ordering is enough. No counter ever carries message content or a secret.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::record::{ProblemCounts, ProblemKind};
+
+/// Every counter cefgate keeps. Names are those printed in reports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub udp_datagrams: AtomicU64,
+    pub udp_bytes: AtomicU64,
+    /// Datagrams dropped because the pipeline was full (UDP cannot push back).
+    pub udp_dropped_queue_full: AtomicU64,
+    /// Datagrams the kernel dropped for the socket (its receive buffer overflowed).
+    pub udp_dropped_kernel: AtomicU64,
+    /// Datagrams from senders outside the allowlist.
+    pub udp_denied: AtomicU64,
+    pub tcp_frames: AtomicU64,
+    pub tcp_bytes: AtomicU64,
+    pub connections_accepted: AtomicU64,
+    pub connections_active: AtomicU64,
+    /// Connections refused: over `max_connections` or outside the allowlist.
+    pub connections_refused: AtomicU64,
+    pub connections_idle_closed: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    /// Bytes between frames that were no frame; passed on as raw messages.
+    pub framing_errors: AtomicU64,
+    pub oversize_truncated: AtomicU64,
+    pub oversize_dropped: AtomicU64,
+    pub rows_cef: AtomicU64,
+    pub rows_syslog: AtomicU64,
+    pub rows_with_problems: AtomicU64,
+    pub problems: [AtomicU64; ProblemKind::ALL.len()],
+    pub batches_written: AtomicU64,
+    pub output_errors: AtomicU64,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Folds a worker's local problem counts into the shared ones.
+    pub fn add_problems(&self, counts: &ProblemCounts) {
+        Self::add(&self.rows_with_problems, counts.rows_with_problems);
+        for kind in ProblemKind::ALL {
+            Self::add(&self.problems[kind as usize], counts.get(kind));
+        }
+    }
+
+    /// `name value` lines, one per counter, for logs and `/metrics`-style scraping.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        let fields: [(&str, &AtomicU64); 22] = [
+            ("udp_datagrams", &self.udp_datagrams),
+            ("udp_bytes", &self.udp_bytes),
+            ("udp_dropped_queue_full", &self.udp_dropped_queue_full),
+            ("udp_dropped_kernel", &self.udp_dropped_kernel),
+            ("udp_denied", &self.udp_denied),
+            ("tcp_frames", &self.tcp_frames),
+            ("tcp_bytes", &self.tcp_bytes),
+            ("connections_accepted", &self.connections_accepted),
+            ("connections_active", &self.connections_active),
+            ("connections_refused", &self.connections_refused),
+            ("connections_idle_closed", &self.connections_idle_closed),
+            ("tls_handshake_failures", &self.tls_handshake_failures),
+            ("framing_errors", &self.framing_errors),
+            ("oversize_truncated", &self.oversize_truncated),
+            ("oversize_dropped", &self.oversize_dropped),
+            ("rows_cef", &self.rows_cef),
+            ("rows_syslog", &self.rows_syslog),
+            ("rows_with_problems", &self.rows_with_problems),
+            ("batches_written", &self.batches_written),
+            ("output_errors", &self.output_errors),
+            (
+                "problems_total",
+                &AtomicU64::new(self.problems.iter().map(Self::get).sum()),
+            ),
+            (
+                "rows_total",
+                &AtomicU64::new(Self::get(&self.rows_cef) + Self::get(&self.rows_syslog)),
+            ),
+        ];
+        for (name, counter) in fields {
+            let _ = writeln!(out, "cefgate_{name} {}", Self::get(counter));
+        }
+        for kind in ProblemKind::ALL {
+            let _ = writeln!(
+                out,
+                "cefgate_problems{{kind=\"{}\"}} {}",
+                kind.name(),
+                Self::get(&self.problems[kind as usize])
+            );
+        }
+        out
+    }
+}
