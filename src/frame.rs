@@ -103,11 +103,14 @@ impl FrameDecoder {
                     return self.octet_frame(buf, len, header, eof, emit);
                 }
                 Header::NeedMore => return None,
-                Header::NotOctet => {
-                    if self.framing == Framing::OctetCounting {
-                        self.stats.framing_errors += 1;
-                    }
+                Header::NotOctet if self.framing == Framing::OctetCounting => {
+                    // Not a frame: pass the bytes up to the next trailer on as a raw
+                    // message, counted once it is complete.
+                    let used = self.newline_frame(buf, eof, emit)?;
+                    self.stats.framing_errors += 1;
+                    return Some(used);
                 }
+                Header::NotOctet => {}
             }
         }
         self.newline_frame(buf, eof, emit)
@@ -330,6 +333,25 @@ mod tests {
         );
         assert_eq!(msgs(&out), ["<13>a", "garbage!", "<13>b"]);
         assert_eq!(stats.framing_errors, 1);
+    }
+
+    #[test]
+    fn garbage_split_across_reads_is_counted_once() {
+        let stream: &[u8] = b"5 <13>agarbage here\n5 <13>b";
+        for cut in 1..stream.len() {
+            let (out, stats) = run(
+                Framing::OctetCounting,
+                1024,
+                Oversize::Truncate,
+                &[&stream[..cut], &stream[cut..]],
+            );
+            assert_eq!(
+                msgs(&out),
+                ["<13>a", "garbage here", "<13>b"],
+                "cut at {cut}"
+            );
+            assert_eq!(stats.framing_errors, 1, "cut at {cut}");
+        }
     }
 
     #[test]

@@ -157,6 +157,15 @@ impl RowBuilder {
                 },
             );
         }
+        if rx.truncated {
+            row.problems.insert(
+                0,
+                Problem {
+                    kind: ProblemKind::MessageTruncated,
+                    detail: None,
+                },
+            );
+        }
         if !row.problems.is_empty() {
             let mut text = String::new();
             for (i, p) in row.problems.iter().enumerate() {

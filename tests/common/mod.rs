@@ -1,0 +1,191 @@
+//! A harness for end-to-end tests: the real `cefgate run` binary on loopback ports chosen by
+//! the kernel, writing rows to a file. Every wait is a condition polled up to a deadline.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct Cefgate {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub output: PathBuf,
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// Polls `check` until it returns `Some` or the deadline passes.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Cefgate {
+    /// Starts cefgate with `listeners` (TOML `[[listener]]` tables) plus a file output and
+    /// short batch ages, and waits until it is ready.
+    pub fn start(listeners: &str) -> Self {
+        Self::start_with(listeners, "")
+    }
+
+    pub fn start_with(listeners: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let output = dir.path().join("rows.ndjson");
+        let config = format!(
+            "{listeners}\n[output]\ntype = \"file\"\npath = \"{}\"\n\n[batch]\nmax_age_ms = 20\n\n[record]\ncollector_host = \"cefgate-test\"\n{extra}",
+            output.display()
+        );
+        let config_path = dir.path().join("cefgate.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cefgate"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cefgate starts");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let mut me = Self {
+            child: Some(child),
+            dir,
+            output,
+            udp: None,
+            tcp: None,
+            tls: None,
+            stderr,
+        };
+        wait_for("cefgate to be ready", DEADLINE, || {
+            let lines = me.stderr.lock().unwrap();
+            if lines
+                .iter()
+                .any(|l| l.contains("invalid configuration") || l.contains("cefgate:"))
+            {
+                panic!("cefgate failed to start:\n{}", lines.join("\n"));
+            }
+            lines.iter().any(|l| l.ends_with(" ready")).then_some(())
+        });
+        for line in me.stderr.lock().unwrap().iter() {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let (protocol, address) = rest.split_once(' ').unwrap();
+                let address: SocketAddr = address.trim().parse().unwrap();
+                match protocol {
+                    "udp" => me.udp = Some(address),
+                    "tcp" => me.tcp = Some(address),
+                    "tls" => me.tls = Some(address),
+                    other => panic!("unknown protocol {other}"),
+                }
+            }
+        }
+        me
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.output).unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad row {l:?}: {e}")))
+            .collect()
+    }
+
+    /// Waits until at least `n` rows were written, and returns them.
+    pub fn wait_rows(&self, n: usize) -> Vec<Value> {
+        wait_for(&format!("{n} rows"), DEADLINE, || {
+            let rows = self.rows();
+            (rows.len() >= n).then_some(rows)
+        })
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGTERM and waits for a clean exit; returns the final counters.
+    pub fn stop(&mut self) -> Counters {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        let status = wait_for("cefgate to exit", DEADLINE, || child.try_wait().unwrap());
+        // The stderr reader may still be draining the last lines.
+        let counters = wait_for("the final counters", Duration::from_secs(5), || {
+            let text = self.stderr();
+            text.contains("cefgate_problems{kind=\"message-truncated\"}")
+                .then_some(text)
+        });
+        assert!(
+            status.success(),
+            "cefgate exited with {status}:\n{counters}"
+        );
+        Counters(counters)
+    }
+}
+
+impl Drop for Cefgate {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+pub fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// The `cefgate_name value` report printed at exit.
+pub struct Counters(pub String);
+
+impl Counters {
+    pub fn get(&self, name: &str) -> u64 {
+        let prefix = format!("cefgate_{name} ");
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no counter {name} in:\n{}", self.0))
+            .trim()
+            .parse()
+            .unwrap()
+    }
+}
+
+pub const UDP_AND_TCP: &str = r#"
+[[listener]]
+protocol = "udp"
+address = "127.0.0.1:0"
+
+[[listener]]
+protocol = "tcp"
+address = "127.0.0.1:0"
+"#;
