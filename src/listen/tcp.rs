@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -90,7 +90,7 @@ fn set_keepalive(stream: &TcpStream, secs: u64) {
 
 /// Reads one connection to its end (or shutdown, or idle timeout), framing as it goes. Each
 /// read's frames are queued before the next read: a full queue stops the reading.
-pub async fn read_stream<S: AsyncRead + Unpin>(
+pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     config: &ListenerConfig,
@@ -151,6 +151,8 @@ pub async fn read_stream<S: AsyncRead + Unpin>(
             }
         }
         if eof {
+            // Close our side cleanly (for TLS: close_notify) so the sender knows all was read.
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
             return;
         }
     }
