@@ -70,7 +70,8 @@ impl fmt::Display for Protocol {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Framing {
-    /// Per frame: `digits SP <` is octet counting, anything else newline framing.
+    /// Per frame: `digits SP <`, or `digits SP` whose counted bytes hold no LF, is octet
+    /// counting; anything else newline framing.
     #[default]
     Auto,
     Newline,
@@ -93,8 +94,8 @@ pub enum Oversize {
 pub struct ListenerConfig {
     pub protocol: Spanned<Protocol>,
     pub address: Spanned<String>,
-    #[serde(default)]
-    pub framing: Framing,
+    /// TCP/TLS framing; default `auto` for tcp and `octet-counting` for tls (RFC 5425).
+    pub framing: Option<Framing>,
     /// TLS: PEM certificate chain and private key.
     pub cert: Option<Spanned<PathBuf>>,
     pub key: Option<Spanned<PathBuf>>,
@@ -125,6 +126,13 @@ pub struct ListenerConfig {
 }
 
 impl ListenerConfig {
+    /// The framing in force: as configured, or the protocol's default.
+    pub fn framing(&self) -> Framing {
+        self.framing.unwrap_or(match self.protocol.get_ref() {
+            Protocol::Tls => Framing::OctetCounting,
+            _ => Framing::Auto,
+        })
+    }
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
     }
@@ -563,7 +571,8 @@ max_age_ms = 1000
 "#;
         let (config, resolved) = Config::parse("test.toml", text).unwrap();
         let tcp = config.listener[1].get_ref();
-        assert_eq!(tcp.framing, Framing::OctetCounting);
+        assert_eq!(tcp.framing(), Framing::OctetCounting);
+        assert_eq!(config.listener[0].get_ref().framing(), Framing::Auto);
         assert_eq!(tcp.allowlist().len(), 2);
         assert_eq!(resolved.time_generated, vec![TimeSource::Received]);
     }

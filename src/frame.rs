@@ -125,8 +125,7 @@ impl FrameDecoder {
         if digits == 0 || buf[0] == b'0' || digits > MAX_COUNT_DIGITS {
             return Header::NotOctet;
         }
-        // Auto mode also wants the syslog message's `<` after the space, so a newline-framed
-        // message that starts with digits (an epoch timestamp) is not taken for a count.
+        // Auto mode looks at the byte after the space too (see below).
         let needed = if self.framing == Framing::Auto {
             digits + 2
         } else {
@@ -139,19 +138,35 @@ impl FrameDecoder {
                 Header::NeedMore
             };
         }
-        if buf[digits] != b' ' || (self.framing == Framing::Auto && buf[digits + 1] != b'<') {
+        if buf[digits] != b' ' {
             return Header::NotOctet;
         }
-        let len = std::str::from_utf8(&buf[..digits])
+        let Some(len) = std::str::from_utf8(&buf[..digits])
             .ok()
-            .and_then(|d| d.parse().ok());
-        match len {
-            Some(len) => Header::Count {
-                len,
-                header: digits + 1,
-            },
-            None => Header::NotOctet,
+            .and_then(|d| d.parse::<usize>().ok())
+        else {
+            return Header::NotOctet;
+        };
+        let header = digits + 1;
+        if self.framing == Framing::Auto && buf[header] != b'<' {
+            // No PRI after the count: still a count if the counted bytes hold no line feed
+            // (a newline-framed line that starts with a number has its LF inside them).
+            if len > self.max {
+                return Header::NotOctet;
+            }
+            let counted = &buf[header..buf.len().min(header + len)];
+            if memchr::memchr(b'\n', counted).is_some() {
+                return Header::NotOctet;
+            }
+            if counted.len() < len {
+                return if eof {
+                    Header::NotOctet
+                } else {
+                    Header::NeedMore
+                };
+            }
         }
+        Header::Count { len, header }
     }
 
     fn octet_frame(
@@ -408,6 +423,37 @@ mod tests {
         );
         assert_eq!(out, vec![("<13>only part".to_string(), true)]);
         assert_eq!(stats.truncated, 1);
+    }
+
+    #[test]
+    fn auto_takes_counts_without_pri_when_no_line_feed_is_inside() {
+        let (out, _) = run(
+            Framing::Auto,
+            1024,
+            Oversize::Truncate,
+            &[
+                b"11 Feb 12 fw x12 Feb 12 fw yz42 this line has a count-like start\n",
+                b"5514 a short line\n",
+            ],
+        );
+        assert_eq!(
+            msgs(&out),
+            [
+                "Feb 12 fw x",
+                "Feb 12 fw yz",
+                "42 this line has a count-like start",
+                "5514 a short line"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_number_at_the_start_of_a_line_does_not_hold_the_line_back() {
+        let mut d = FrameDecoder::new(Framing::Auto, 65536, Oversize::Truncate);
+        let mut out = Vec::new();
+        let used = d.decode(b"5514 a short line\n", false, |m, _| out.push(m.to_vec()));
+        assert_eq!(out, vec![b"5514 a short line".to_vec()]);
+        assert_eq!(used, 18);
     }
 
     #[test]

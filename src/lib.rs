@@ -34,5 +34,6 @@ pub mod frame;
 pub mod listen;
 pub mod metrics;
 pub mod record;
+pub mod replay;
 pub mod run;
 pub mod sink;

@@ -40,6 +40,36 @@ enum Command {
     },
     /// Turn captured messages (one per line) into the JSON rows cefgate would post.
     Convert(ConvertArgs),
+    /// Send captured messages (text, pcap or pcapng) to a syslog target.
+    Replay(ReplayArgs),
+}
+
+#[derive(clap::Args)]
+struct ReplayArgs {
+    /// Text files (one message per line) or packet captures (.pcap, .pcapng).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Target: udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT.
+    #[arg(long, default_value = "tcp://127.0.0.1:5514")]
+    to: String,
+    /// TCP/TLS framing: newline or octet-counting (default: newline for tcp, octet-counting for tls).
+    #[arg(long, value_parser = ["newline", "octet-counting"])]
+    framing: Option<String>,
+    /// Messages per second (default: as fast as the target takes them).
+    #[arg(long, value_name = "N")]
+    rate: Option<f64>,
+    /// Send the whole set N times.
+    #[arg(long = "loop", value_name = "N", default_value_t = 1)]
+    loops: u64,
+    /// tls://: PEM bundle of the CA that signed the server's certificate.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// tls://: client certificate chain (PEM), for servers that require one.
+    #[arg(long, value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// tls://: client private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -67,6 +97,7 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::Check { config } => check(&config),
         Command::Convert(args) => convert(args),
+        Command::Replay(args) => replay(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -111,6 +142,59 @@ fn run(config: Option<PathBuf>) -> Result<(), String> {
     let (config, resolved) = load(config.as_ref())?;
     let metrics = cefgate::run::run(config, resolved).map_err(|e| e.to_string())?;
     eprint!("{}", metrics.report());
+    Ok(())
+}
+
+fn replay(args: ReplayArgs) -> Result<(), String> {
+    use cefgate::config::Framing;
+    use cefgate::replay::{self, ReplayPlan, Target, TlsClient};
+    let target = Target::parse(&args.to).map_err(|e| e.to_string())?;
+    if matches!(args.rate, Some(r) if r.is_nan() || r <= 0.0) {
+        return Err("--rate must be above 0".into());
+    }
+    let mut messages = Vec::new();
+    for file in &args.files {
+        messages.extend(replay::capture::read_messages(file).map_err(|e| e.to_string())?);
+    }
+    let plan = ReplayPlan {
+        target,
+        framing: args.framing.as_deref().map(|f| match f {
+            "octet-counting" => Framing::OctetCounting,
+            _ => Framing::Newline,
+        }),
+        rate: args.rate,
+        loops: args.loops,
+        tls: TlsClient {
+            ca: args.ca,
+            cert: args.cert,
+            key: args.key,
+        },
+    };
+    let total = messages.len() as u64 * args.loops;
+    let bar = io::stderr().is_terminal().then(|| {
+        ProgressBar::new(total).with_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} messages {per_sec} eta {eta}")
+                .expect("valid template"),
+        )
+    });
+    let summary = replay::replay(&plan, &messages, |n| {
+        if let Some(b) = &bar {
+            b.set_position(n)
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let secs = summary.elapsed.as_secs_f64();
+    eprintln!(
+        "cefgate: sent {} messages ({} bytes) to {} in {:.3} s: {:.0} msg/s",
+        summary.messages,
+        summary.bytes,
+        args.to,
+        secs,
+        summary.messages as f64 / secs.max(1e-9)
+    );
     Ok(())
 }
 

@@ -96,7 +96,8 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
     config: &ListenerConfig,
     ctx: &ListenerContext,
 ) {
-    let mut decoder = FrameDecoder::new(config.framing, config.max_message_bytes, config.oversize);
+    let mut decoder =
+        FrameDecoder::new(config.framing(), config.max_message_bytes, config.oversize);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE * 2);
     let mut batch = FrameBatch::with_capacity(READ_SIZE);
     let ip: IpAddr = peer.ip();
