@@ -277,6 +277,7 @@ fn decode_worker(
             Err(flume::RecvTimeoutError::Disconnected) => break,
         };
         let time = TimeContext::new(fb.received_at.unwrap_or_else(Utc::now), zone);
+        let now = Instant::now();
         let mut counts = ProblemCounts::default();
         let (mut cef, mut syslog) = (0u64, 0u64);
         for (message, info) in fb.iter() {
@@ -298,7 +299,7 @@ fn decode_worker(
                 Table::CommonSecurityLog => cef += 1,
                 Table::Syslog => syslog += 1,
             }
-            if let Some(done) = batcher.push(row.table, |out| write_json(&row, out)) {
+            if let Some(done) = batcher.push(row.table, now, |out| write_json(&row, out)) {
                 send(done);
             }
         }

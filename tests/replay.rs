@@ -48,7 +48,7 @@ fn tcp_packet(seq: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
 fn write_pcap(path: &Path) {
     let stream = b"<13>Nov 26 09:00:02 fw a: tcp one\n36 <13>Nov 26 09:00:03 fw a: tcp two\n";
     let (first, second) = stream.split_at(20);
-    let packets = vec![
+    let packets = [
         udp_packet(b"<13>Nov 26 09:00:00 fw a: udp one\n"),
         tcp_packet(1000, true, b""),
         tcp_packet(1001, false, first),

@@ -82,14 +82,20 @@ impl Batcher {
     /// Appends one row, written by `write` straight into the batch buffer, and returns the
     /// batch it completed, if any. A row that would take a batch past `max_bytes` starts the
     /// next batch instead (a single row larger than `max_bytes` travels alone).
-    pub fn push(&mut self, table: Table, write: impl FnOnce(&mut Vec<u8>)) -> Option<Batch> {
+    /// `now` dates a batch that this row opens.
+    pub fn push(
+        &mut self,
+        table: Table,
+        now: Instant,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Option<Batch> {
         let open = self.open[slot(table)].get_or_insert_with(|| Open {
             batch: Batch {
                 table,
                 rows: 0,
                 body: Vec::with_capacity(64 * 1024),
             },
-            opened: Instant::now(),
+            opened: now,
         });
         let start = open.batch.body.len();
         write(&mut open.batch.body);
@@ -104,7 +110,7 @@ impl Batcher {
                     body: row,
                 },
             );
-            open.opened = Instant::now();
+            open.opened = now;
             return Some(done);
         }
         open.batch.rows += 1;
@@ -159,6 +165,10 @@ mod tests {
         }
     }
 
+    fn t0() -> Instant {
+        Instant::now()
+    }
+
     fn row(text: &str) -> impl FnOnce(&mut Vec<u8>) + '_ {
         move |out: &mut Vec<u8>| out.extend_from_slice(text.as_bytes())
     }
@@ -166,9 +176,12 @@ mod tests {
     #[test]
     fn flushes_by_rows_per_table() {
         let mut b = Batcher::new(limits(2, 1 << 20));
-        assert!(b.push(Table::Syslog, row("{\"a\":1}")).is_none());
-        assert!(b.push(Table::CommonSecurityLog, row("{\"c\":1}")).is_none());
-        let done = b.push(Table::Syslog, row("{\"a\":2}")).unwrap();
+        assert!(b.push(Table::Syslog, t0(), row("{\"a\":1}")).is_none());
+        assert!(
+            b.push(Table::CommonSecurityLog, t0(), row("{\"c\":1}"))
+                .is_none()
+        );
+        let done = b.push(Table::Syslog, t0(), row("{\"a\":2}")).unwrap();
         assert_eq!(done.table, Table::Syslog);
         assert_eq!(done.rows, 2);
         assert_eq!(done.body, b"{\"a\":1}\n{\"a\":2}\n");
@@ -181,8 +194,8 @@ mod tests {
     #[test]
     fn a_row_that_would_overflow_bytes_starts_the_next_batch() {
         let mut b = Batcher::new(limits(100, 20));
-        assert!(b.push(Table::Syslog, row("0123456789")).is_none()); // 11 bytes
-        let done = b.push(Table::Syslog, row("0123456789")).unwrap(); // would be 22
+        assert!(b.push(Table::Syslog, t0(), row("0123456789")).is_none()); // 11 bytes
+        let done = b.push(Table::Syslog, t0(), row("0123456789")).unwrap(); // would be 22
         assert_eq!((done.rows, done.body.len()), (1, 11));
         let rest = b.take_all();
         assert_eq!((rest[0].rows, rest[0].body.len()), (1, 11));
@@ -191,7 +204,7 @@ mod tests {
     #[test]
     fn oversize_single_row_travels_alone() {
         let mut b = Batcher::new(limits(100, 8));
-        let done = b.push(Table::Syslog, row("0123456789")).unwrap();
+        let done = b.push(Table::Syslog, t0(), row("0123456789")).unwrap();
         assert_eq!(done.rows, 1);
         assert!(b.take_all().is_empty());
     }
@@ -199,8 +212,8 @@ mod tests {
     #[test]
     fn aged_batches_are_due() {
         let mut b = Batcher::new(limits(100, 1 << 20));
-        let t0 = Instant::now();
-        b.push(Table::Syslog, row("{}"));
+        let t0 = t0();
+        b.push(Table::Syslog, t0, row("{}"));
         assert!(b.next_due(t0) <= Duration::from_millis(50));
         assert!(b.take_aged(t0).is_empty());
         let aged = b.take_aged(t0 + Duration::from_millis(60));
