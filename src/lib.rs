@@ -12,16 +12,19 @@
 //!
 //! | stage | module | what it does |
 //! |---|---|---|
-//! | listen | *planned* (`listen`) | UDP, TCP and TLS sockets, limits, peer address |
-//! | frame | *planned* (`frame`) | octet-counting and newline framing of TCP streams |
+//! | listen | [`listen`] | UDP, TCP and TLS sockets, limits, allowlist, peer address -> [`listen::FrameBatch`] |
+//! | frame | [`frame`] | octet-counting and newline framing of TCP/TLS streams |
 //! | decode | [`decode`] | syslog header ([`decode::syslog`], via `syslog_loose`), CEF record ([`decode::cef`], nom), timestamps ([`decode::time`]) |
 //! | record | [`record`] | one decoded message -> one typed row; CEF keys mapped by the dictionary in `grammars/cef-fields.tsv`; problems recorded on the row |
-//! | batch | *planned* (`batch`) | rows routed per table, flushed by rows, bytes and age |
+//! | batch | [`batch`] | rows routed per table, flushed by rows, bytes and age |
 //! | spool | *planned* (`spool`) | batches on disk until the API confirms them |
-//! | sink | *planned* (`sink`) | Logs Ingestion and Data Collector APIs, files, stdout |
+//! | sink | [`sink`] | stdout and files (the Azure APIs are planned behind the same trait) |
 //!
-//! Off the stream path: [`convert`] runs decode and record over captured lines offline
-//! (`cefgate convert`), and `main.rs` is the command line.
+//! [`run`] wires the stages into the `cefgate run` service (threads, queues, back-pressure,
+//! shutdown), configured by [`config`] and counted in [`metrics`]. Off the stream path:
+//! [`convert`] runs decode and record over captured lines offline (`cefgate convert`),
+//! [`replay`] sends captures to a syslog target (`cefgate replay`), and `main.rs` is the
+//! command line.
 //!
 //! The formal grammars the decoders implement live in `grammars/` at the top of the
 //! repository; the tests in `tests/` replay the captures in `fixtures/`.
