@@ -139,7 +139,7 @@ impl ListenerConfig {
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms)
     }
-    /// The parsed allowlist (validated by [`Config::validate`]).
+    /// The parsed allowlist (validated when the configuration was loaded).
     pub fn allowlist(&self) -> Vec<IpNet> {
         self.allow
             .iter()
