@@ -203,21 +203,7 @@ async fn serve(
     let poll_drops = {
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
-        async move {
-            loop {
-                let total: u64 = udp_addresses
-                    .iter()
-                    .filter_map(|a| listen::udp::kernel_drops(*a))
-                    .sum();
-                metrics
-                    .udp_dropped_kernel
-                    .store(total, std::sync::atomic::Ordering::Relaxed);
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.cancelled() => break,
-                }
-            }
-            // One last reading after the listeners stopped.
+        let record = move || {
             let total: u64 = udp_addresses
                 .iter()
                 .filter_map(|a| listen::udp::kernel_drops(*a))
@@ -225,6 +211,17 @@ async fn serve(
             metrics
                 .udp_dropped_kernel
                 .store(total, std::sync::atomic::Ordering::Relaxed);
+        };
+        async move {
+            loop {
+                record();
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+            // One last reading after the listeners stopped.
+            record();
         }
     };
     let poller = tokio::spawn(poll_drops);

@@ -167,13 +167,7 @@ mod tests {
     use super::*;
     use chrono::{DateTime, FixedOffset, Utc};
 
-    fn ctx() -> TimeContext {
-        let received = DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z").unwrap();
-        TimeContext::new(
-            received.with_timezone(&Utc),
-            FixedOffset::east_opt(0).unwrap(),
-        )
-    }
+    use crate::decode::time::test_context as ctx;
 
     fn cef_of<'a>(d: &'a Decoded<'a>) -> &'a CefEvent<'a> {
         match &d.payload {

@@ -94,13 +94,7 @@ mod tests {
     use super::*;
     use chrono::FixedOffset;
 
-    fn ctx() -> TimeContext {
-        let received = DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z").unwrap();
-        TimeContext::new(
-            received.with_timezone(&Utc),
-            FixedOffset::east_opt(0).unwrap(),
-        )
-    }
+    use crate::decode::time::test_context as ctx;
 
     #[test]
     fn rfc3164_with_tag_and_pid() {

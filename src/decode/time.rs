@@ -244,6 +244,16 @@ fn put(slot: &mut [u8], mut n: u32) {
     }
 }
 
+/// The context the unit tests use: received 2026-11-26T10:00:00Z, zone UTC.
+#[cfg(test)]
+pub(crate) fn test_context() -> TimeContext {
+    let received = DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z").expect("valid");
+    TimeContext::new(
+        received.with_timezone(&Utc),
+        FixedOffset::east_opt(0).expect("UTC"),
+    )
+}
+
 /// `write_iso8601` into a new string.
 pub fn iso8601(t: &DateTime<Utc>) -> String {
     let mut out = Vec::with_capacity(30);
@@ -255,13 +265,7 @@ pub fn iso8601(t: &DateTime<Utc>) -> String {
 mod tests {
     use super::*;
 
-    fn ctx() -> TimeContext {
-        let received = DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z").unwrap();
-        TimeContext::new(
-            received.with_timezone(&Utc),
-            FixedOffset::east_opt(0).unwrap(),
-        )
-    }
+    use crate::decode::time::test_context as ctx;
 
     fn iso(text: &str) -> Option<String> {
         parse_cef_time(text, &ctx()).map(|t| iso8601(&t))
