@@ -165,7 +165,6 @@ fn arcsight_prefix<'a>(prefix: &'a str, h: &mut SyslogHeader<'a>, ctx: &TimeCont
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{DateTime, FixedOffset, Utc};
 
     use crate::decode::time::test_context as ctx;
 
