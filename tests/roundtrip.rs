@@ -46,9 +46,9 @@ proptest! {
         for (g, want) in got.iter().zip(&header) {
             prop_assert_eq!(g.as_ref(), want.as_str(), "line {:?}", line);
         }
-        prop_assert!(ev.unkeyed.is_none(), "line {:?}", line);
+        prop_assert!(ev.extension().take_unkeyed().is_none(), "line {:?}", line);
         let got: Vec<(String, String)> = ev
-            .extensions
+            .pairs()
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();

@@ -25,9 +25,20 @@ pub struct CefEvent<'a> {
     pub device_event_class_id: Cow<'a, str>,
     pub name: Cow<'a, str>,
     pub severity: Cow<'a, str>,
-    /// Text between the header and the first `key=` that belongs to no key (malformed).
-    pub unkeyed: Option<Cow<'a, str>>,
-    pub extensions: Vec<(&'a str, Cow<'a, str>)>,
+    /// The extension as written; [`CefEvent::extension`] reads its pairs.
+    pub extension: &'a str,
+}
+
+impl<'a> CefEvent<'a> {
+    /// The extension's pairs, in wire order, duplicates included.
+    pub fn extension(&self) -> Extension<'a> {
+        Extension::new(self.extension)
+    }
+
+    /// Every pair, collected (for tests and tools; the record stage streams them).
+    pub fn pairs(&self) -> Vec<(&'a str, Cow<'a, str>)> {
+        self.extension().collect()
+    }
 }
 
 /// Why a text that carries a CEF marker could not be read as a whole CEF record.
@@ -178,7 +189,6 @@ fn parse_after_version<'a>(
     let found = fields.len();
     let mut it = fields.into_iter();
     let mut next = || it.next().unwrap_or_default();
-    let (unkeyed, extensions) = parse_extension(rest);
     let event = CefEvent {
         version,
         device_vendor: next(),
@@ -187,8 +197,7 @@ fn parse_after_version<'a>(
         device_event_class_id: next(),
         name: next(),
         severity: next(),
-        unkeyed,
-        extensions,
+        extension: rest,
     };
     if complete {
         Ok(event)
@@ -235,35 +244,65 @@ fn key_start_before(bytes: &[u8], eq: usize, min: usize) -> Option<usize> {
     Some(k)
 }
 
-/// Splits the extension into pairs. Returns any leading text that belongs to no key.
-#[allow(clippy::type_complexity)]
-fn parse_extension(ext: &str) -> (Option<Cow<'_, str>>, Vec<(&str, Cow<'_, str>)>) {
-    let bytes = ext.as_bytes();
-    let mut pairs = Vec::with_capacity(32);
-    let start = bytes.iter().take_while(|&&b| b == b' ').count();
-    if start == bytes.len() {
-        return (None, pairs);
-    }
-    let mut unkeyed = None;
-    let mut next = match key_at(&ext[start..]) {
-        Some((key, _)) => Some((start, start + key.len())),
-        None => {
-            // Leading text that is not `key=`: it runs to the first real key boundary.
-            let scan = scan_value(bytes, start);
-            let text = trim_end_ws(&ext[start..scan.end]);
-            if !text.is_empty() {
-                unkeyed = Some(unescape_value(text, scan.escaped));
-            }
-            scan.next_key
+/// The extension's `key=value` pairs, read lazily: the record stage maps each pair as it is
+/// found, so no list of pairs is ever built.
+#[derive(Debug, Clone)]
+pub struct Extension<'a> {
+    text: &'a str,
+    /// `(key start, position of "=")` of the next pair.
+    next: Option<(usize, usize)>,
+    unkeyed: Option<Cow<'a, str>>,
+}
+
+impl<'a> Extension<'a> {
+    /// Positions at the first pair. Leading text that is no `key=` runs to the first real
+    /// key boundary and is kept apart ([`Extension::take_unkeyed`]).
+    pub fn new(text: &'a str) -> Self {
+        let bytes = text.as_bytes();
+        let start = bytes.iter().take_while(|&&b| b == b' ').count();
+        let mut ext = Self {
+            text,
+            next: None,
+            unkeyed: None,
+        };
+        if start == bytes.len() {
+            return ext;
         }
-    };
-    while let Some((key_start, eq)) = next {
-        let scan = scan_value(bytes, eq + 1);
-        let raw = trim_end_ws(&ext[eq + 1..scan.end]);
-        pairs.push((&ext[key_start..eq], unescape_value(raw, scan.escaped)));
-        next = scan.next_key;
+        ext.next = match key_at(&text[start..]) {
+            Some((key, _)) => Some((start, start + key.len())),
+            None => {
+                let scan = scan_value(bytes, start);
+                let leading = trim_end_ws(&text[start..scan.end]);
+                if !leading.is_empty() {
+                    ext.unkeyed = Some(unescape_value(leading, scan.escaped));
+                }
+                scan.next_key
+            }
+        };
+        ext
     }
-    (unkeyed, pairs)
+
+    /// Text after the header that belongs to no key (malformed), if any.
+    pub fn take_unkeyed(&mut self) -> Option<Cow<'a, str>> {
+        self.unkeyed.take()
+    }
+
+    /// The extension as written.
+    pub fn as_str(&self) -> &'a str {
+        self.text
+    }
+}
+
+impl<'a> Iterator for Extension<'a> {
+    type Item = (&'a str, Cow<'a, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (key_start, eq) = self.next?;
+        let scan = scan_value(self.text.as_bytes(), eq + 1);
+        let raw = trim_end_ws(&self.text[eq + 1..scan.end]);
+        self.next = scan.next_key;
+        Some((&self.text[key_start..eq], unescape_value(raw, scan.escaped)))
+    }
 }
 
 /// Where a value ends, and where the next pair's key starts and its `=` stands.
@@ -390,7 +429,7 @@ mod tests {
 
     fn ext(line: &str) -> Vec<(String, String)> {
         let ev = parse(line).expect("parses");
-        ev.extensions
+        ev.pairs()
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.into_owned()))
             .collect()
@@ -412,8 +451,8 @@ mod tests {
         assert_eq!(ev.device_event_class_id, "0000013");
         assert_eq!(ev.name, "Port scan");
         assert_eq!(ev.severity, "7");
-        assert!(ev.extensions.is_empty());
-        assert!(ev.unkeyed.is_none());
+        assert!(ev.pairs().is_empty());
+        assert!(ev.extension().take_unkeyed().is_none());
     }
 
     #[test]
@@ -453,7 +492,7 @@ mod tests {
                 assert_eq!(found, 3);
                 assert_eq!(event.device_version, "1.0");
                 assert_eq!(event.device_event_class_id, "");
-                assert_eq!(event.extensions.len(), 2, "extension kept: {event:?}");
+                assert_eq!(event.pairs().len(), 2, "extension kept: {event:?}");
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -465,7 +504,7 @@ mod tests {
     fn severity_without_closing_pipe_is_a_whole_header() {
         let ev = parse("CEF:0|V|P|1|id|name|10").unwrap();
         assert_eq!(ev.severity, "10");
-        assert!(ev.extensions.is_empty());
+        assert!(ev.pairs().is_empty());
     }
 
     #[test]
@@ -564,11 +603,17 @@ mod tests {
     #[test]
     fn text_without_key_is_kept_apart() {
         let ev = parse("CEF:0|V|P|1|1|n|1|garbage here src=1.1.1.1").unwrap();
-        assert_eq!(ev.unkeyed.as_deref(), Some("garbage here"));
-        assert_eq!(ev.extensions, vec![("src", Cow::Borrowed("1.1.1.1"))]);
+        assert_eq!(
+            ev.extension().take_unkeyed().as_deref(),
+            Some("garbage here")
+        );
+        assert_eq!(ev.pairs(), vec![("src", Cow::Borrowed("1.1.1.1"))]);
         let ev = parse("CEF:0|V|P|1|1|n|1|only garbage").unwrap();
-        assert_eq!(ev.unkeyed.as_deref(), Some("only garbage"));
-        assert!(ev.extensions.is_empty());
+        assert_eq!(
+            ev.extension().take_unkeyed().as_deref(),
+            Some("only garbage")
+        );
+        assert!(ev.pairs().is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod cef;
 pub mod syslog;
 pub mod time;
 
-pub use cef::{CefError, CefEvent};
+pub use cef::{CefError, CefEvent, Extension};
 pub use syslog::{ProcessId, SyslogHeader};
 pub use time::TimeContext;
 
@@ -191,14 +191,14 @@ mod tests {
         assert_eq!(d.header.hostname, Some("host"));
         assert_eq!(d.header.facility, Some("local0"));
         assert_eq!(d.header.appname, None, "the CEF marker is no tag");
-        assert_eq!(cef_of(&d).extensions.len(), 1);
+        assert_eq!(cef_of(&d).pairs().len(), 1);
     }
 
     #[test]
     fn cef_after_rfc3164_without_pri() {
         let d = decode("Feb 12 11:11:30 syslog-800c CEF:0|V|P|1|1|n|1|a=b", &ctx());
         assert_eq!(d.header.hostname, Some("syslog-800c"));
-        assert_eq!(cef_of(&d).extensions[0].0, "a");
+        assert_eq!(cef_of(&d).pairs()[0].0, "a");
     }
 
     #[test]
@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(d.header.procid, Some(ProcessId::Number(6076)));
         assert_eq!(d.header.facility, Some("authpriv"));
         assert_eq!(d.header.severity, Some("warning"));
-        assert_eq!(ev.extensions.len(), 2);
+        assert_eq!(ev.pairs().len(), 2);
     }
 
     #[test]

@@ -25,6 +25,16 @@ impl TimeContext {
     pub fn infer_year(&self, month: u32, day: u32, hour: u32, min: u32, sec: u32) -> i32 {
         let here = self.received_at.with_timezone(&self.zone).naive_local();
         let year = here.year();
+        // Fast path (this runs for every RFC 3164 header): months that decide it alone.
+        let gap = month as i32 - here.month() as i32;
+        if !(month == 2 && day == 29) {
+            if (-10..=0).contains(&gap) {
+                return year;
+            }
+            if gap >= 3 {
+                return year - 1;
+            }
+        }
         let at = |y: i32| {
             NaiveDate::from_ymd_opt(y, month, day).and_then(|d| d.and_hms_opt(hour, min, sec))
         };

@@ -18,7 +18,9 @@ pub use fields::{ColumnType, FIELDS, FieldSpec, lookup};
 pub use json::write_json;
 pub use problem::{DIAGNOSTICS_COLUMN, Problem, ProblemCounts, ProblemKind};
 
-use crate::decode::{self, CefError, CefEvent, Payload, ProcessId, SyslogHeader, TimeContext};
+use crate::decode::{
+    self, CefError, CefEvent, Extension, Payload, ProcessId, SyslogHeader, TimeContext,
+};
 
 /// The Sentinel table a row belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -139,7 +141,7 @@ impl RowBuilder {
     /// Decodes one message and builds its row. `lossy` says the text had invalid UTF-8
     /// replaced before it got here.
     pub fn build<'a>(&'a self, text: &'a str, lossy: bool, rx: &Reception<'a>) -> Row<'a> {
-        let text = text.trim_end_matches(['\n', '\r', '\0']);
+        let text = &text[..crate::frame::trim_trailer(text.as_bytes()).len()];
         let decoded = decode::decode(text, &rx.time);
         let mut row = match decoded.payload {
             Payload::Cef {
@@ -191,14 +193,7 @@ impl RowBuilder {
         cef_text: &'a str,
         rx: &Reception<'a>,
     ) -> Row<'a> {
-        let mut columns: Vec<(&'static str, Value<'a>)> = Vec::with_capacity(48);
         let mut problems = Vec::new();
-        columns.push(("TimeGenerated", Value::Time(rx.time.received_at)));
-        if let Some(host) = header.hostname.or(rx.peer) {
-            columns.push(("Computer", str_value(host)));
-        }
-        columns.push(("CollectorHostName", self.collector()));
-
         // A broken header keeps the fields it has, its extension, and the raw record.
         let (event, header_fields, broken) = match event {
             Ok(ev) => (ev, 6, None),
@@ -211,6 +206,14 @@ impl RowBuilder {
             }
             Err(err @ CefError::NoMarker) => (CefEvent::default(), 0, Some(err.to_string())),
         };
+        // Header, host and time columns, one per pair, and the two catch-all columns.
+        let mut columns: Vec<(&'static str, Value<'a>)> =
+            Vec::with_capacity(12 + event.extension.len() / 16);
+        columns.push(("TimeGenerated", Value::Time(rx.time.received_at)));
+        if let Some(host) = header.hostname.or(rx.peer) {
+            columns.push(("Computer", str_value(host)));
+        }
+        columns.push(("CollectorHostName", self.collector()));
         let cef_header = [
             ("DeviceVendor", event.device_vendor),
             ("DeviceProduct", event.device_product),
@@ -233,8 +236,9 @@ impl RowBuilder {
         if let Some(sd) = header.structured_data {
             extra.push("syslogStructuredData", sd);
         }
-        if let Some(text) = &event.unkeyed {
-            extra.push("cefgateUnkeyed", text);
+        let mut pairs = Extension::new(event.extension);
+        if let Some(text) = pairs.take_unkeyed() {
+            extra.push("cefgateUnkeyed", &text);
             problems.push(Problem {
                 kind: ProblemKind::CefTextWithoutKey,
                 detail: None,
@@ -243,7 +247,7 @@ impl RowBuilder {
 
         let mut seen = [0u64; SEEN_WORDS];
         let (mut rt, mut start, mut end) = (None, None, None);
-        for (key, value) in event.extensions {
+        for (key, value) in pairs {
             let Some((idx, spec)) = lookup(key) else {
                 extra.push(key, &value);
                 continue;
