@@ -155,9 +155,26 @@ pub enum OutputKind {
     Stdout,
     /// JSON lines appended to `path`.
     File,
+    /// Azure Monitor Logs Ingestion API (data collection rule + stream, OAuth2).
+    LogsIngestion,
+    /// Azure Monitor HTTP Data Collector API (workspace ID + shared key; retired 2026-09-14).
+    DataCollector,
 }
 
-/// `[output]`. A flat table (not a tagged enum) so every field keeps its location.
+/// How the Logs Ingestion output gets its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialKind {
+    /// App registration: client ID + client secret (client-credentials grant).
+    ClientSecret,
+    /// Azure VM/VMSS managed identity (IMDS).
+    ManagedIdentity,
+    /// Workload identity: a federated token file (AKS) exchanged for a token.
+    WorkloadIdentity,
+}
+
+/// `[output]`. A flat table (not a tagged enum) so every field keeps its location; which
+/// fields a `type` takes is checked in [`Config::parse`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
@@ -165,6 +182,76 @@ pub struct OutputConfig {
     pub kind: Spanned<OutputKind>,
     /// `file`: where rows are appended.
     pub path: Option<Spanned<PathBuf>>,
+
+    /// Azure outputs: the service URL (a data collection endpoint / the DCR's logs
+    /// ingestion URL, or `https://<workspace>.ods.opinsights.azure.com`).
+    pub endpoint: Option<Spanned<String>>,
+    /// Azure outputs: requests in flight at once.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: usize,
+    /// Azure outputs: time allowed for one request.
+    #[serde(default = "defaults::request_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Azure outputs: largest request body (bytes, uncompressed); default 1 MiB for Logs
+    /// Ingestion, 30 MB for Data Collector, which are the services' limits.
+    pub max_request_bytes: Option<Spanned<usize>>,
+    /// Azure outputs: where rows the service rejects for good are kept, with its error.
+    pub dead_letter_path: Option<Spanned<PathBuf>>,
+
+    // Logs Ingestion.
+    pub dcr_id: Option<Spanned<String>>,
+    /// Input stream for CommonSecurityLog rows; empty turns the CEF route off.
+    pub cef_stream: Option<Spanned<String>>,
+    /// Input stream for Syslog rows; empty turns the Syslog route off.
+    pub syslog_stream: Option<Spanned<String>>,
+    #[serde(default = "defaults::gzip")]
+    pub gzip: bool,
+    pub credential: Option<Spanned<CredentialKind>>,
+    pub tenant_id: Option<Spanned<String>>,
+    pub client_id: Option<Spanned<String>>,
+    pub client_secret_env: Option<Spanned<String>>,
+    pub client_secret_file: Option<Spanned<PathBuf>>,
+    pub authority_host: Option<Spanned<String>>,
+    /// Token scope; default `https://monitor.azure.com//.default`.
+    pub scope: Option<Spanned<String>>,
+    /// Workload identity: the federated token file (default `$AZURE_FEDERATED_TOKEN_FILE`).
+    pub federated_token_file: Option<Spanned<PathBuf>>,
+    /// Managed identity: the IMDS token URL (default the Azure instance metadata service).
+    pub managed_identity_endpoint: Option<Spanned<String>>,
+
+    // Data Collector.
+    pub workspace_id: Option<Spanned<String>>,
+    pub shared_key_env: Option<Spanned<String>>,
+    pub shared_key_file: Option<Spanned<PathBuf>>,
+    /// Log type for CommonSecurityLog rows (the table is `<type>_CL`); empty turns it off.
+    pub cef_log_type: Option<Spanned<String>>,
+    /// Log type for Syslog rows; empty turns it off.
+    pub syslog_log_type: Option<Spanned<String>>,
+    /// The row field whose value becomes `TimeGenerated`.
+    pub time_generated_field: Option<Spanned<String>>,
+    pub azure_resource_id: Option<Spanned<String>>,
+}
+
+impl OutputConfig {
+    /// `(field, span)` of every optional field that is set, for the per-type checks.
+    fn present(&self) -> Vec<(&'static str, Range<usize>)> {
+        let mut out = Vec::new();
+        macro_rules! field {
+            ($($name:ident),*) => {$(
+                if let Some(v) = &self.$name {
+                    out.push((stringify!($name), v.span()));
+                }
+            )*};
+        }
+        field!(
+            path, endpoint, max_request_bytes, dead_letter_path, dcr_id, cef_stream,
+            syslog_stream, credential, tenant_id, client_id, client_secret_env,
+            client_secret_file, authority_host, scope, federated_token_file,
+            managed_identity_endpoint, workspace_id, shared_key_env, shared_key_file,
+            cef_log_type, syslog_log_type, time_generated_field, azure_resource_id
+        );
+        out
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -259,6 +346,15 @@ mod defaults {
     }
     pub fn shutdown_timeout_secs() -> u64 {
         30
+    }
+    pub fn concurrency() -> usize {
+        4
+    }
+    pub fn request_timeout_secs() -> u64 {
+        30
+    }
+    pub fn gzip() -> bool {
+        true
     }
 }
 
@@ -443,30 +539,7 @@ impl Config {
                 }
             }
         }
-        let output = self.output.get_ref();
-        match (output.kind.get_ref(), &output.path) {
-            (OutputKind::File, None) => {
-                problems.push(at.problem(Some(self.output.span()), "a file output needs `path`"))
-            }
-            (OutputKind::File, Some(path)) => {
-                let parent = path
-                    .get_ref()
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty());
-                if let Some(dir) = parent
-                    && !dir.is_dir()
-                {
-                    problems.push(at.problem(
-                        Some(path.span()),
-                        format!("directory {} does not exist", dir.display()),
-                    ));
-                }
-            }
-            (OutputKind::Stdout, Some(path)) => {
-                problems.push(at.problem(Some(path.span()), "`path` only applies to a file output"))
-            }
-            (OutputKind::Stdout, None) => {}
-        }
+        validate_output(&self.output, at, &mut problems);
         if self.batch.max_rows == 0 || self.batch.max_bytes == 0 || self.batch.max_age_ms == 0 {
             problems.push(at.problem(
                 None,
@@ -517,6 +590,143 @@ impl Config {
         } else {
             Err(ConfigError { problems })
         }
+    }
+}
+
+/// Fields each output type takes (beyond `type`), and those it needs.
+fn output_fields(kind: OutputKind) -> (&'static [&'static str], &'static [&'static str]) {
+    match kind {
+        OutputKind::Stdout => (&[], &[]),
+        OutputKind::File => (&["path"], &["path"]),
+        OutputKind::LogsIngestion => (
+            &[
+                "endpoint", "max_request_bytes", "dead_letter_path", "dcr_id", "cef_stream",
+                "syslog_stream", "credential", "tenant_id", "client_id", "client_secret_env",
+                "client_secret_file", "authority_host", "scope", "federated_token_file",
+                "managed_identity_endpoint",
+            ],
+            &["endpoint", "dcr_id"],
+        ),
+        OutputKind::DataCollector => (
+            &[
+                "endpoint", "max_request_bytes", "dead_letter_path", "workspace_id",
+                "shared_key_env", "shared_key_file", "cef_log_type", "syslog_log_type",
+                "time_generated_field", "azure_resource_id",
+            ],
+            &["workspace_id"],
+        ),
+    }
+}
+
+fn validate_output(output: &Spanned<OutputConfig>, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>) {
+    let o = output.get_ref();
+    let kind = *o.kind.get_ref();
+    let kind_name = match kind {
+        OutputKind::Stdout => "stdout",
+        OutputKind::File => "file",
+        OutputKind::LogsIngestion => "logs-ingestion",
+        OutputKind::DataCollector => "data-collector",
+    };
+    let (allowed, required) = output_fields(kind);
+    let present = o.present();
+    for (name, span) in &present {
+        if !allowed.contains(name) {
+            problems.push(at.problem(Some(span.clone()), format!("`{name}` does not apply to a {kind_name} output")));
+        }
+    }
+    for name in required {
+        if !present.iter().any(|(n, _)| n == name) {
+            problems.push(at.problem(Some(output.span()), format!("a {kind_name} output needs `{name}`")));
+        }
+    }
+    let dir_exists = |path: &Spanned<PathBuf>, problems: &mut Vec<ConfigProblem>| {
+        let parent = path.get_ref().parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(dir) = parent
+            && !dir.is_dir()
+        {
+            problems.push(at.problem(Some(path.span()), format!("directory {} does not exist", dir.display())));
+        }
+    };
+    for path in [&o.path, &o.dead_letter_path].into_iter().flatten() {
+        dir_exists(path, problems);
+    }
+    if let Some(endpoint) = &o.endpoint {
+        let e = endpoint.get_ref();
+        if !(e.starts_with("https://") || e.starts_with("http://")) || e.len() < 10 {
+            problems.push(at.problem(Some(endpoint.span()), format!("endpoint {e:?} is not an http(s) URL")));
+        }
+    }
+    if o.concurrency == 0 || o.timeout_secs == 0 {
+        problems.push(at.problem(Some(output.span()), "concurrency and timeout_secs must be above 0"));
+    }
+    if let Some(max) = &o.max_request_bytes {
+        let limit = if kind == OutputKind::DataCollector { 30_000_000 } else { 1_048_576 };
+        if *max.get_ref() < 4096 || *max.get_ref() > limit {
+            problems.push(at.problem(
+                Some(max.span()),
+                format!("max_request_bytes must be between 4096 and the service's limit, {limit}"),
+            ));
+        }
+    }
+    let secret = |env: &Option<Spanned<String>>, file: &Option<Spanned<PathBuf>>, what: &str, problems: &mut Vec<ConfigProblem>| {
+        match (env, file) {
+            (Some(e), None) => {
+                if std::env::var_os(e.get_ref()).is_none() {
+                    problems.push(at.problem(Some(e.span()), format!("environment variable {} (the {what}) is not set", e.get_ref())));
+                }
+            }
+            (None, Some(f)) => {
+                if !f.get_ref().is_file() {
+                    problems.push(at.problem(Some(f.span()), format!("{what} file {} does not exist", f.get_ref().display())));
+                }
+            }
+            (Some(e), Some(_)) => problems.push(at.problem(Some(e.span()), format!("give the {what} once: an env variable or a file, not both"))),
+            (None, None) => problems.push(at.problem(Some(output.span()), format!("the {what} is missing: set `{}_env` or `{}_file`", what.replace(' ', "_"), what.replace(' ', "_")))),
+        }
+    };
+    match kind {
+        OutputKind::LogsIngestion => {
+            let credential = o.credential.as_ref().map_or(CredentialKind::ClientSecret, |c| *c.get_ref());
+            match credential {
+                CredentialKind::ClientSecret => {
+                    for (name, v) in [("tenant_id", &o.tenant_id), ("client_id", &o.client_id)] {
+                        if v.is_none() {
+                            problems.push(at.problem(Some(output.span()), format!("client-secret credentials need `{name}`")));
+                        }
+                    }
+                    secret(&o.client_secret_env, &o.client_secret_file, "client secret", problems);
+                }
+                CredentialKind::WorkloadIdentity => {
+                    let tenant = o.tenant_id.is_some() || std::env::var_os("AZURE_TENANT_ID").is_some();
+                    let client = o.client_id.is_some() || std::env::var_os("AZURE_CLIENT_ID").is_some();
+                    let file = o.federated_token_file.is_some() || std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_some();
+                    if !(tenant && client && file) {
+                        problems.push(at.problem(
+                            Some(output.span()),
+                            "workload identity needs tenant_id, client_id and federated_token_file (or AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE)",
+                        ));
+                    }
+                }
+                CredentialKind::ManagedIdentity => {}
+            }
+            for stream in [&o.cef_stream, &o.syslog_stream].into_iter().flatten() {
+                let name = stream.get_ref();
+                if !name.is_empty() && !name.starts_with("Custom-") {
+                    problems.push(at.problem(Some(stream.span()), format!("stream {name:?} must start with `Custom-` (the DCR's input stream, not `Microsoft-...`)")));
+                }
+            }
+        }
+        OutputKind::DataCollector => {
+            secret(&o.shared_key_env, &o.shared_key_file, "shared key", problems);
+            for log_type in [&o.cef_log_type, &o.syslog_log_type].into_iter().flatten() {
+                let name = log_type.get_ref();
+                let valid = name.len() <= 100 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !valid {
+                    problems.push(at.problem(Some(log_type.span()), format!("log type {name:?} must be letters, digits and `_`, at most 100")));
+                }
+            }
+        }
+        OutputKind::Stdout | OutputKind::File => {}
     }
 }
 

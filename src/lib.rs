@@ -29,6 +29,7 @@
 //! The formal grammars the decoders implement live in `grammars/` at the top of the
 //! repository; the tests in `tests/` replay the captures in `fixtures/`.
 
+pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod convert;

@@ -37,6 +37,23 @@ pub struct Metrics {
     pub problems: [AtomicU64; ProblemKind::ALL.len()],
     pub batches_written: AtomicU64,
     pub output_errors: AtomicU64,
+    /// Rows of a route that is turned off (empty stream or log type).
+    pub rows_unrouted: AtomicU64,
+    /// Rows the service accepted.
+    pub rows_delivered: AtomicU64,
+    /// Rows the service refused for good, kept in the dead-letter queue.
+    pub rows_dead_lettered: AtomicU64,
+    pub requests_delivered: AtomicU64,
+    /// Requests split in two after a 413 or 400.
+    pub requests_split: AtomicU64,
+    /// 429/503 answers with Retry-After.
+    pub requests_throttled: AtomicU64,
+    /// Transient failures (5xx, timeouts, connection errors), retried.
+    pub requests_failed: AtomicU64,
+    /// 401/403 answers, retried after a credential refresh.
+    pub requests_unauthorized: AtomicU64,
+    /// Data Collector values cut at 32 KB.
+    pub values_truncated: AtomicU64,
 }
 
 impl Metrics {
@@ -59,7 +76,7 @@ impl Metrics {
     /// `name value` lines, one per counter, for logs and `/metrics`-style scraping.
     pub fn report(&self) -> String {
         let mut out = String::new();
-        let fields: [(&str, &AtomicU64); 22] = [
+        let fields: [(&str, &AtomicU64); 31] = [
             ("udp_datagrams", &self.udp_datagrams),
             ("udp_bytes", &self.udp_bytes),
             ("udp_dropped_queue_full", &self.udp_dropped_queue_full),
@@ -80,6 +97,15 @@ impl Metrics {
             ("rows_with_problems", &self.rows_with_problems),
             ("batches_written", &self.batches_written),
             ("output_errors", &self.output_errors),
+            ("rows_unrouted", &self.rows_unrouted),
+            ("rows_delivered", &self.rows_delivered),
+            ("rows_dead_lettered", &self.rows_dead_lettered),
+            ("requests_delivered", &self.requests_delivered),
+            ("requests_split", &self.requests_split),
+            ("requests_throttled", &self.requests_throttled),
+            ("requests_failed", &self.requests_failed),
+            ("requests_unauthorized", &self.requests_unauthorized),
+            ("values_truncated", &self.values_truncated),
             (
                 "problems_total",
                 &AtomicU64::new(self.problems.iter().map(Self::get).sum()),

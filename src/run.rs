@@ -31,6 +31,7 @@ use crate::metrics::Metrics;
 use crate::record::{ProblemCounts, Reception, RecordSettings, RowBuilder, Table, write_json};
 use crate::sink::{self, Sink};
 
+
 /// Why `cefgate run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -55,6 +56,8 @@ pub enum RunError {
     Runtime(std::io::Error),
     #[error("shutdown did not finish within {0:?}; rows still in memory were not written")]
     ShutdownTimeout(Duration),
+    #[error("output: {0}")]
+    OutputSetup(#[from] sink::OutputSetupError),
 }
 
 fn bind_hint(e: &std::io::Error, address: &SocketAddr) -> &'static str {
@@ -70,25 +73,40 @@ fn bind_hint(e: &std::io::Error, address: &SocketAddr) -> &'static str {
 /// Runs until SIGTERM/SIGINT, then drains. `on_ready` is called with each bound address.
 pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError> {
     let metrics = Arc::new(Metrics::default());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cefgate-io")
+        .build()
+        .map_err(RunError::Runtime)?;
+    let (batch_tx, batch_rx) = flume::bounded::<Batch>(64);
+    // Fired at the shutdown deadline: an Azure output then dead-letters what it still holds.
+    let give_up = CancellationToken::new();
     let output = config.output.get_ref();
-    let sink: Box<dyn Sink> = match output.kind.get_ref() {
-        OutputKind::Stdout => Box::new(sink::stdout()),
+    let sink = match output.kind.get_ref() {
+        OutputKind::Stdout => SinkHandle::Thread(spawn_sink(
+            Box::new(sink::stdout()),
+            batch_rx,
+            metrics.clone(),
+        )),
         OutputKind::File => {
             let path = output
                 .path
                 .as_ref()
                 .expect("validated: file has path")
                 .get_ref();
-            Box::new(sink::file(path).map_err(|source| RunError::Output {
+            let file = sink::file(path).map_err(|source| RunError::Output {
                 path: path.display().to_string(),
                 source,
-            })?)
+            })?;
+            SinkHandle::Thread(spawn_sink(Box::new(file), batch_rx, metrics.clone()))
+        }
+        OutputKind::LogsIngestion | OutputKind::DataCollector => {
+            let azure = sink::azure(output, metrics.clone(), give_up.clone())?;
+            SinkHandle::Task(runtime.spawn(azure.serve(batch_rx, output.concurrency)))
         }
     };
 
     let (frame_tx, frame_rx) = flume::bounded::<FrameBatch>(config.pipeline.queue_batches);
-    let (batch_tx, batch_rx) = flume::bounded::<Batch>(64);
-    let sink_thread = spawn_sink(sink, batch_rx, metrics.clone());
 
     let workers = match config.pipeline.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -118,11 +136,6 @@ pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError>
         .collect();
     drop((frame_rx, batch_tx));
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("listen")
-        .build()
-        .map_err(RunError::Runtime)?;
     let shutdown_timeout = Duration::from_secs(config.pipeline.shutdown_timeout_secs);
     let served = runtime.block_on(serve(&config, frame_tx, metrics.clone()));
     served?;
@@ -130,9 +143,39 @@ pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError>
     for worker in worker_threads {
         join_by(worker, deadline).ok_or(RunError::ShutdownTimeout(shutdown_timeout))?;
     }
-    join_by(sink_thread, deadline).ok_or(RunError::ShutdownTimeout(shutdown_timeout))?;
+    match sink {
+        SinkHandle::Thread(thread) => {
+            join_by(thread, deadline).ok_or(RunError::ShutdownTimeout(shutdown_timeout))?
+        }
+        SinkHandle::Task(task) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let finished = runtime.block_on(async {
+                let mut task = task;
+                match tokio::time::timeout(left, &mut task).await {
+                    Ok(_) => true,
+                    Err(_) => {
+                        // Out of time: undelivered rows go to the dead-letter queue.
+                        tracing::warn!(
+                            "shutdown deadline reached with rows undelivered; they go to the dead-letter queue"
+                        );
+                        give_up.cancel();
+                        tokio::time::timeout(Duration::from_secs(10), task).await.is_ok()
+                    }
+                }
+            });
+            if !finished {
+                return Err(RunError::ShutdownTimeout(shutdown_timeout));
+            }
+        }
+    }
     runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(metrics)
+}
+
+/// The output stage: a thread for the local outputs, a task for the Azure ones.
+enum SinkHandle {
+    Thread(JoinHandle<()>),
+    Task(tokio::task::JoinHandle<()>),
 }
 
 fn join_by(handle: JoinHandle<()>, deadline: Instant) -> Option<()> {

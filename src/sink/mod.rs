@@ -1,51 +1,203 @@
-//! Sink: where finished batches go. Here: JSON lines on stdout or appended to a file.
-//! (The Azure outputs plug in behind the same [`Sink`] trait.)
+//! Sink: where finished batches go. JSON lines on stdout or in a file ([`json_lines`]), or an
+//! Azure Monitor API ([`logs_ingestion`], [`data_collector`]) through the shared delivery
+//! engine ([`delivery`]: size limits, retries, splitting, dead letters).
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::path::Path;
+pub mod data_collector;
+pub mod dead_letter;
+pub mod delivery;
+pub mod json_lines;
+pub mod logs_ingestion;
+pub mod retry;
+pub mod signature;
 
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+pub use json_lines::{JsonLinesSink, Sink, file, stdout};
+
+use crate::auth::{Credential, Secret, TokenSource};
 use crate::batch::Batch;
+use crate::config::{CredentialKind, OutputConfig, OutputKind};
+use crate::metrics::Metrics;
+use crate::record::Table;
+use data_collector::DataCollectorApi;
+use dead_letter::DeadLetterQueue;
+use delivery::{Delivery, Route};
+use logs_ingestion::LogsIngestionApi;
 
-/// A destination for batches. Called from one thread, in order.
-pub trait Sink: Send {
-    /// Delivers one batch. An error is counted and reported by the caller.
-    fn write(&mut self, batch: &Batch) -> io::Result<()>;
-    /// Makes everything written so far durable where the sink can.
-    fn flush(&mut self) -> io::Result<()>;
+/// Why an output could not be set up. Names the setting, never a secret's value.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputSetupError {
+    #[error("cannot open {path}: {source}")]
+    Open { path: String, source: std::io::Error },
+    #[error("cannot read the {what}: {reason}")]
+    Secret { what: &'static str, reason: String },
+    #[error("the shared key: {0}")]
+    SharedKey(#[from] signature::KeyError),
+    #[error("cannot set up HTTPS: {0}")]
+    Http(String),
 }
 
-/// Rows as JSON lines on any writer (stdout, a file).
-pub struct JsonLinesSink<W: Write + Send> {
-    out: BufWriter<W>,
+/// An Azure output, ready to run.
+pub enum AzureOutput {
+    LogsIngestion(Arc<Delivery<LogsIngestionApi>>),
+    DataCollector(Arc<Delivery<DataCollectorApi>>),
 }
 
-impl<W: Write + Send> JsonLinesSink<W> {
-    pub fn new(out: W) -> Self {
-        Self {
-            out: BufWriter::with_capacity(1 << 20, out),
+impl AzureOutput {
+    pub async fn serve(self, batches: flume::Receiver<Batch>, concurrency: usize) {
+        match self {
+            AzureOutput::LogsIngestion(d) => delivery::serve(d, batches, concurrency).await,
+            AzureOutput::DataCollector(d) => delivery::serve(d, batches, concurrency).await,
         }
     }
 }
 
-impl<W: Write + Send> Sink for JsonLinesSink<W> {
-    fn write(&mut self, batch: &Batch) -> io::Result<()> {
-        self.out.write_all(&batch.body)?;
-        // A batch is the unit of delivery: it leaves the process before the next one.
-        self.out.flush()
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
+fn read_secret(
+    what: &'static str,
+    env: &Option<toml::Spanned<String>>,
+    file: &Option<toml::Spanned<PathBuf>>,
+) -> Result<Secret, OutputSetupError> {
+    let value = match (env, file) {
+        (Some(var), _) => std::env::var(var.get_ref()).map_err(|_| OutputSetupError::Secret {
+            what,
+            reason: format!("environment variable {} is not set", var.get_ref()),
+        })?,
+        (None, Some(path)) => std::fs::read_to_string(path.get_ref()).map_err(|e| OutputSetupError::Secret {
+            what,
+            reason: format!("{}: {e}", path.get_ref().display()),
+        })?,
+        (None, None) => {
+            return Err(OutputSetupError::Secret {
+                what,
+                reason: "not configured".into(),
+            });
+        }
+    };
+    Ok(Secret::new(value.trim().to_string()))
 }
 
-/// Opens `path` for appending (created if missing).
-pub fn file(path: &Path) -> io::Result<JsonLinesSink<File>> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
-    Ok(JsonLinesSink::new(file))
+fn http_client(timeout: Duration) -> Result<reqwest::Client, OutputSetupError> {
+    // ring is the one crypto provider in the build; make it the process default for the
+    // HTTPS client (installing twice is harmless).
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .pool_max_idle_per_host(16)
+        .build()
+        .map_err(|e| OutputSetupError::Http(crate::auth::error_chain(&e)))
 }
 
-pub fn stdout() -> JsonLinesSink<io::Stdout> {
-    JsonLinesSink::new(io::stdout())
+fn text(v: &Option<toml::Spanned<String>>) -> Option<String> {
+    v.as_ref().map(|s| s.get_ref().clone())
+}
+
+/// Builds the Azure output described by `config` (a validated logs-ingestion or
+/// data-collector `[output]`).
+pub fn azure(
+    config: &OutputConfig,
+    metrics: Arc<Metrics>,
+    give_up: CancellationToken,
+) -> Result<AzureOutput, OutputSetupError> {
+    let client = http_client(Duration::from_secs(config.timeout_secs))?;
+    let dead_letter_path = config
+        .dead_letter_path
+        .as_ref()
+        .map(|p| p.get_ref().clone())
+        .unwrap_or_else(|| PathBuf::from("cefgate-dead-letters.ndjson"));
+    let dead_letters = DeadLetterQueue::open(&dead_letter_path).map_err(|source| OutputSetupError::Open {
+        path: dead_letter_path.display().to_string(),
+        source,
+    })?;
+    let endpoint = text(&config.endpoint).unwrap_or_default();
+    let max = |default: usize| config.max_request_bytes.as_ref().map_or(default, |m| *m.get_ref());
+    match config.kind.get_ref() {
+        OutputKind::LogsIngestion => {
+            let authority =
+                text(&config.authority_host).unwrap_or_else(|| "https://login.microsoftonline.com".into());
+            let env = |name: &str| std::env::var(name).ok();
+            let credential = match config.credential.as_ref().map_or(CredentialKind::ClientSecret, |c| *c.get_ref()) {
+                CredentialKind::ClientSecret => Credential::ClientSecret {
+                    authority_host: authority,
+                    tenant_id: text(&config.tenant_id).unwrap_or_default(),
+                    client_id: text(&config.client_id).unwrap_or_default(),
+                    secret: read_secret("client secret", &config.client_secret_env, &config.client_secret_file)?,
+                },
+                CredentialKind::WorkloadIdentity => Credential::WorkloadIdentity {
+                    authority_host: text(&config.authority_host)
+                        .or_else(|| env("AZURE_AUTHORITY_HOST"))
+                        .unwrap_or_else(|| "https://login.microsoftonline.com".into()),
+                    tenant_id: text(&config.tenant_id).or_else(|| env("AZURE_TENANT_ID")).unwrap_or_default(),
+                    client_id: text(&config.client_id).or_else(|| env("AZURE_CLIENT_ID")).unwrap_or_default(),
+                    token_file: config
+                        .federated_token_file
+                        .as_ref()
+                        .map(|f| f.get_ref().clone())
+                        .or_else(|| env("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from))
+                        .unwrap_or_default(),
+                },
+                CredentialKind::ManagedIdentity => Credential::ManagedIdentity {
+                    endpoint: text(&config.managed_identity_endpoint).unwrap_or_else(|| {
+                        "http://169.254.169.254/metadata/identity/oauth2/token".into()
+                    }),
+                    client_id: text(&config.client_id),
+                },
+            };
+            let scope = text(&config.scope).unwrap_or_else(|| "https://monitor.azure.com//.default".into());
+            let api = LogsIngestionApi {
+                client: client.clone(),
+                endpoint,
+                dcr_id: text(&config.dcr_id).unwrap_or_default(),
+                gzip: config.gzip,
+                tokens: Arc::new(TokenSource::new(credential, scope, client)),
+            };
+            let routes = [
+                Route::new(Table::CommonSecurityLog, Some(text(&config.cef_stream).unwrap_or_else(|| "Custom-CefGate_CommonSecurityLog".into()))),
+                Route::new(Table::Syslog, Some(text(&config.syslog_stream).unwrap_or_else(|| "Custom-CefGate_Syslog".into()))),
+            ];
+            Ok(AzureOutput::LogsIngestion(Arc::new(Delivery::new(
+                api,
+                routes,
+                max(1_048_576),
+                dead_letters,
+                metrics,
+                give_up,
+            ))))
+        }
+        OutputKind::DataCollector => {
+            let workspace = text(&config.workspace_id).unwrap_or_default();
+            let key = read_secret("shared key", &config.shared_key_env, &config.shared_key_file)?;
+            let signer = signature::SharedKeySigner::new(&workspace, key.expose())?;
+            let endpoint = if endpoint.is_empty() {
+                format!("https://{workspace}.ods.opinsights.azure.com")
+            } else {
+                endpoint
+            };
+            let api = DataCollectorApi {
+                client,
+                endpoint,
+                signer,
+                time_generated_field: text(&config.time_generated_field)
+                    .unwrap_or_else(|| data_collector::RENAMED_TIME_GENERATED.into()),
+                azure_resource_id: text(&config.azure_resource_id),
+                metrics: metrics.clone(),
+            };
+            let routes = [
+                Route::new(Table::CommonSecurityLog, Some(text(&config.cef_log_type).unwrap_or_else(|| "CommonSecurityLog".into()))),
+                Route::new(Table::Syslog, Some(text(&config.syslog_log_type).unwrap_or_else(|| "Syslog".into()))),
+            ];
+            Ok(AzureOutput::DataCollector(Arc::new(Delivery::new(
+                api,
+                routes,
+                max(30_000_000),
+                dead_letters,
+                metrics,
+                give_up,
+            ))))
+        }
+        OutputKind::Stdout | OutputKind::File => unreachable!("not an Azure output"),
+    }
 }

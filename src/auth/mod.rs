@@ -1,0 +1,285 @@
+//! Bearer tokens for the Logs Ingestion API: client secret, managed identity (IMDS) and
+//! workload identity (federated token file), cached and refreshed before they expire.
+//!
+//! Kept small and our own rather than a full identity SDK: three HTTP exchanges, all of
+//! which the tests run against `cefgate emulate`. Secrets live in [`Secret`], whose `Debug`
+//! and `Display` never show them, and no error carries a request body.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+/// A secret value (client secret, shared key). Printing it prints `<redacted>`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    /// The value, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Where tokens come from.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    ClientSecret {
+        authority_host: String,
+        tenant_id: String,
+        client_id: String,
+        secret: Secret,
+    },
+    ManagedIdentity {
+        /// The IMDS token URL.
+        endpoint: String,
+        /// A user-assigned identity's client ID; `None` for the system-assigned one.
+        client_id: Option<String>,
+    },
+    WorkloadIdentity {
+        authority_host: String,
+        tenant_id: String,
+        client_id: String,
+        /// Re-read for every token: the platform rotates it.
+        token_file: PathBuf,
+    },
+}
+
+/// Why no token could be had. Says what to fix; never contains a secret.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    #[error("cannot reach the token endpoint {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the token endpoint {url} refused: HTTP {status} {code}: {description}")]
+    Refused {
+        url: String,
+        status: u16,
+        code: String,
+        description: String,
+    },
+    #[error("the token endpoint {url} answered something that is not a token: {reason}")]
+    BadResponse { url: String, reason: String },
+    #[error("cannot read the federated token file {path}: {reason}")]
+    TokenFile { path: String, reason: String },
+}
+
+impl AuthError {
+    /// True for failures that a later try can cure by itself (network, 5xx, throttling).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AuthError::Unreachable { .. } | AuthError::BadResponse { .. } => true,
+            AuthError::Refused { status, .. } => *status == 429 || *status >= 500,
+            AuthError::TokenFile { .. } => false,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    /// Seconds; IMDS sends it as a string.
+    #[serde(default, deserialize_with = "number_or_string")]
+    expires_in: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct ErrorResponse {
+    #[serde(default)]
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+fn number_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        Num(u64),
+        Text(String),
+    }
+    Ok(match Option::<N>::deserialize(d)? {
+        Some(N::Num(n)) => Some(n),
+        Some(N::Text(t)) => t.parse().ok(),
+        None => None,
+    })
+}
+
+struct Cached {
+    token: String,
+    refresh_at: Instant,
+}
+
+/// Hands out a valid token, fetching a new one when the cached one is near its expiry.
+pub struct TokenSource {
+    credential: Credential,
+    scope: String,
+    client: reqwest::Client,
+    cached: tokio::sync::Mutex<Option<Cached>>,
+}
+
+impl TokenSource {
+    pub fn new(credential: Credential, scope: String, client: reqwest::Client) -> Self {
+        Self {
+            credential,
+            scope,
+            client,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A token valid for at least a few more minutes.
+    pub async fn token(&self) -> Result<String, AuthError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(c) = cached.as_ref()
+            && Instant::now() < c.refresh_at
+        {
+            return Ok(c.token.clone());
+        }
+        let (token, lifetime) = self.fetch().await?;
+        // Refresh five minutes early, or halfway through a short-lived token.
+        let early = Duration::from_secs(300).min(lifetime / 2);
+        *cached = Some(Cached {
+            token: token.clone(),
+            refresh_at: Instant::now() + lifetime - early,
+        });
+        tracing::debug!("new access token, valid for {lifetime:?}");
+        Ok(token)
+    }
+
+    /// Forgets the cached token (after a 401/403), so the next call fetches a fresh one.
+    pub async fn invalidate(&self) {
+        *self.cached.lock().await = None;
+    }
+
+    async fn fetch(&self) -> Result<(String, Duration), AuthError> {
+        let (url, request) = match &self.credential {
+            Credential::ClientSecret {
+                authority_host,
+                tenant_id,
+                client_id,
+                secret,
+            } => {
+                let url = token_url(authority_host, tenant_id);
+                let form = [
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id.as_str()),
+                    ("client_secret", secret.expose()),
+                    ("scope", self.scope.as_str()),
+                ];
+                (url.clone(), self.client.post(url).form(&form))
+            }
+            Credential::WorkloadIdentity {
+                authority_host,
+                tenant_id,
+                client_id,
+                token_file,
+            } => {
+                let assertion = std::fs::read_to_string(token_file).map_err(|e| AuthError::TokenFile {
+                    path: token_file.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                let url = token_url(authority_host, tenant_id);
+                let form = [
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id.as_str()),
+                    ("scope", self.scope.as_str()),
+                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    ("client_assertion", assertion.trim()),
+                ];
+                (url.clone(), self.client.post(url).form(&form))
+            }
+            Credential::ManagedIdentity { endpoint, client_id } => {
+                let resource = self.scope.trim_end_matches("/.default").trim_end_matches('/');
+                let mut query = vec![("api-version", "2018-02-01"), ("resource", resource)];
+                if let Some(id) = client_id {
+                    query.push(("client_id", id.as_str()));
+                }
+                (
+                    endpoint.clone(),
+                    self.client.get(endpoint).query(&query).header("Metadata", "true"),
+                )
+            }
+        };
+        let response = request.send().await.map_err(|e| AuthError::Unreachable {
+            url: url.clone(),
+            reason: error_chain(&e),
+        })?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| AuthError::Unreachable {
+            url: url.clone(),
+            reason: error_chain(&e),
+        })?;
+        if !(200..300).contains(&status) {
+            let err: ErrorResponse = serde_json::from_slice(&body).unwrap_or_default();
+            return Err(AuthError::Refused {
+                url,
+                status,
+                code: err.error,
+                description: err.error_description,
+            });
+        }
+        let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| AuthError::BadResponse {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600).max(1));
+        Ok((token.access_token, lifetime))
+    }
+}
+
+fn token_url(authority_host: &str, tenant_id: &str) -> String {
+    format!("{}/{tenant_id}/oauth2/v2.0/token", authority_host.trim_end_matches('/'))
+}
+
+/// An error with its causes, for messages (reqwest hides the useful part in sources).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2".into());
+        assert_eq!(format!("{s} {s:?}"), "<redacted> <redacted>");
+        let c = Credential::ClientSecret {
+            authority_host: "https://login.example".into(),
+            tenant_id: "t".into(),
+            client_id: "c".into(),
+            secret: s,
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn expires_in_as_number_or_text() {
+        let a: TokenResponse = serde_json::from_str(r#"{"access_token":"x","expires_in":3599}"#).unwrap();
+        let b: TokenResponse = serde_json::from_str(r#"{"access_token":"x","expires_in":"86399"}"#).unwrap();
+        assert_eq!((a.expires_in, b.expires_in), (Some(3599), Some(86399)));
+    }
+}

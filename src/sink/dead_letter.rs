@@ -1,0 +1,51 @@
+//! The dead-letter queue: rows the service refused for good, each kept with the refusal,
+//! as JSON lines appended to one file.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::Utc;
+
+use crate::decode::time::iso8601;
+
+/// Appends refused rows to a file. Shared by every route of an output.
+pub struct DeadLetterQueue {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+}
+
+impl DeadLetterQueue {
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stores `rows` (each one JSON object) with why they were refused and where they were
+    /// going. One line per row: `{"deadLetteredAt":..,"route":..,"error":..,"row":{..}}`.
+    pub fn store(&self, route: &str, error: &str, rows: &[&[u8]]) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(rows.iter().map(|r| r.len() + 128).sum());
+        let when = iso8601(&Utc::now());
+        for row in rows {
+            out.extend_from_slice(b"{\"deadLetteredAt\":");
+            serde_json::to_writer(&mut out, &when)?;
+            out.extend_from_slice(b",\"route\":");
+            serde_json::to_writer(&mut out, route)?;
+            out.extend_from_slice(b",\"error\":");
+            serde_json::to_writer(&mut out, error)?;
+            out.extend_from_slice(b",\"row\":");
+            out.extend_from_slice(row);
+            out.extend_from_slice(b"}\n");
+        }
+        let mut file = self.file.lock().expect("dead-letter lock");
+        file.write_all(&out)?;
+        file.sync_data()
+    }
+}
