@@ -244,11 +244,29 @@ impl OutputConfig {
             )*};
         }
         field!(
-            path, endpoint, max_request_bytes, dead_letter_path, dcr_id, cef_stream,
-            syslog_stream, credential, tenant_id, client_id, client_secret_env,
-            client_secret_file, authority_host, scope, federated_token_file,
-            managed_identity_endpoint, workspace_id, shared_key_env, shared_key_file,
-            cef_log_type, syslog_log_type, time_generated_field, azure_resource_id
+            path,
+            endpoint,
+            max_request_bytes,
+            dead_letter_path,
+            dcr_id,
+            cef_stream,
+            syslog_stream,
+            credential,
+            tenant_id,
+            client_id,
+            client_secret_env,
+            client_secret_file,
+            authority_host,
+            scope,
+            federated_token_file,
+            managed_identity_endpoint,
+            workspace_id,
+            shared_key_env,
+            shared_key_file,
+            cef_log_type,
+            syslog_log_type,
+            time_generated_field,
+            azure_resource_id
         );
         out
     }
@@ -600,25 +618,47 @@ fn output_fields(kind: OutputKind) -> (&'static [&'static str], &'static [&'stat
         OutputKind::File => (&["path"], &["path"]),
         OutputKind::LogsIngestion => (
             &[
-                "endpoint", "max_request_bytes", "dead_letter_path", "dcr_id", "cef_stream",
-                "syslog_stream", "credential", "tenant_id", "client_id", "client_secret_env",
-                "client_secret_file", "authority_host", "scope", "federated_token_file",
+                "endpoint",
+                "max_request_bytes",
+                "dead_letter_path",
+                "dcr_id",
+                "cef_stream",
+                "syslog_stream",
+                "credential",
+                "tenant_id",
+                "client_id",
+                "client_secret_env",
+                "client_secret_file",
+                "authority_host",
+                "scope",
+                "federated_token_file",
                 "managed_identity_endpoint",
             ],
             &["endpoint", "dcr_id"],
         ),
         OutputKind::DataCollector => (
             &[
-                "endpoint", "max_request_bytes", "dead_letter_path", "workspace_id",
-                "shared_key_env", "shared_key_file", "cef_log_type", "syslog_log_type",
-                "time_generated_field", "azure_resource_id",
+                "endpoint",
+                "max_request_bytes",
+                "dead_letter_path",
+                "workspace_id",
+                "shared_key_env",
+                "shared_key_file",
+                "cef_log_type",
+                "syslog_log_type",
+                "time_generated_field",
+                "azure_resource_id",
             ],
             &["workspace_id"],
         ),
     }
 }
 
-fn validate_output(output: &Spanned<OutputConfig>, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>) {
+fn validate_output(
+    output: &Spanned<OutputConfig>,
+    at: &Locator<'_>,
+    problems: &mut Vec<ConfigProblem>,
+) {
     let o = output.get_ref();
     let kind = *o.kind.get_ref();
     let kind_name = match kind {
@@ -631,20 +671,32 @@ fn validate_output(output: &Spanned<OutputConfig>, at: &Locator<'_>, problems: &
     let present = o.present();
     for (name, span) in &present {
         if !allowed.contains(name) {
-            problems.push(at.problem(Some(span.clone()), format!("`{name}` does not apply to a {kind_name} output")));
+            problems.push(at.problem(
+                Some(span.clone()),
+                format!("`{name}` does not apply to a {kind_name} output"),
+            ));
         }
     }
     for name in required {
         if !present.iter().any(|(n, _)| n == name) {
-            problems.push(at.problem(Some(output.span()), format!("a {kind_name} output needs `{name}`")));
+            problems.push(at.problem(
+                Some(output.span()),
+                format!("a {kind_name} output needs `{name}`"),
+            ));
         }
     }
     let dir_exists = |path: &Spanned<PathBuf>, problems: &mut Vec<ConfigProblem>| {
-        let parent = path.get_ref().parent().filter(|p| !p.as_os_str().is_empty());
+        let parent = path
+            .get_ref()
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty());
         if let Some(dir) = parent
             && !dir.is_dir()
         {
-            problems.push(at.problem(Some(path.span()), format!("directory {} does not exist", dir.display())));
+            problems.push(at.problem(
+                Some(path.span()),
+                format!("directory {} does not exist", dir.display()),
+            ));
         }
     };
     for path in [&o.path, &o.dead_letter_path].into_iter().flatten() {
@@ -653,14 +705,24 @@ fn validate_output(output: &Spanned<OutputConfig>, at: &Locator<'_>, problems: &
     if let Some(endpoint) = &o.endpoint {
         let e = endpoint.get_ref();
         if !(e.starts_with("https://") || e.starts_with("http://")) || e.len() < 10 {
-            problems.push(at.problem(Some(endpoint.span()), format!("endpoint {e:?} is not an http(s) URL")));
+            problems.push(at.problem(
+                Some(endpoint.span()),
+                format!("endpoint {e:?} is not an http(s) URL"),
+            ));
         }
     }
     if o.concurrency == 0 || o.timeout_secs == 0 {
-        problems.push(at.problem(Some(output.span()), "concurrency and timeout_secs must be above 0"));
+        problems.push(at.problem(
+            Some(output.span()),
+            "concurrency and timeout_secs must be above 0",
+        ));
     }
     if let Some(max) = &o.max_request_bytes {
-        let limit = if kind == OutputKind::DataCollector { 30_000_000 } else { 1_048_576 };
+        let limit = if kind == OutputKind::DataCollector {
+            30_000_000
+        } else {
+            1_048_576
+        };
         if *max.get_ref() < 4096 || *max.get_ref() > limit {
             problems.push(at.problem(
                 Some(max.span()),
@@ -668,38 +730,74 @@ fn validate_output(output: &Spanned<OutputConfig>, at: &Locator<'_>, problems: &
             ));
         }
     }
-    let secret = |env: &Option<Spanned<String>>, file: &Option<Spanned<PathBuf>>, what: &str, problems: &mut Vec<ConfigProblem>| {
+    let secret = |env: &Option<Spanned<String>>,
+                  file: &Option<Spanned<PathBuf>>,
+                  what: &str,
+                  problems: &mut Vec<ConfigProblem>| {
         match (env, file) {
             (Some(e), None) => {
                 if std::env::var_os(e.get_ref()).is_none() {
-                    problems.push(at.problem(Some(e.span()), format!("environment variable {} (the {what}) is not set", e.get_ref())));
+                    problems.push(at.problem(
+                        Some(e.span()),
+                        format!(
+                            "environment variable {} (the {what}) is not set",
+                            e.get_ref()
+                        ),
+                    ));
                 }
             }
             (None, Some(f)) => {
                 if !f.get_ref().is_file() {
-                    problems.push(at.problem(Some(f.span()), format!("{what} file {} does not exist", f.get_ref().display())));
+                    problems.push(at.problem(
+                        Some(f.span()),
+                        format!("{what} file {} does not exist", f.get_ref().display()),
+                    ));
                 }
             }
-            (Some(e), Some(_)) => problems.push(at.problem(Some(e.span()), format!("give the {what} once: an env variable or a file, not both"))),
-            (None, None) => problems.push(at.problem(Some(output.span()), format!("the {what} is missing: set `{}_env` or `{}_file`", what.replace(' ', "_"), what.replace(' ', "_")))),
+            (Some(e), Some(_)) => problems.push(at.problem(
+                Some(e.span()),
+                format!("give the {what} once: an env variable or a file, not both"),
+            )),
+            (None, None) => problems.push(at.problem(
+                Some(output.span()),
+                format!(
+                    "the {what} is missing: set `{}_env` or `{}_file`",
+                    what.replace(' ', "_"),
+                    what.replace(' ', "_")
+                ),
+            )),
         }
     };
     match kind {
         OutputKind::LogsIngestion => {
-            let credential = o.credential.as_ref().map_or(CredentialKind::ClientSecret, |c| *c.get_ref());
+            let credential = o
+                .credential
+                .as_ref()
+                .map_or(CredentialKind::ClientSecret, |c| *c.get_ref());
             match credential {
                 CredentialKind::ClientSecret => {
                     for (name, v) in [("tenant_id", &o.tenant_id), ("client_id", &o.client_id)] {
                         if v.is_none() {
-                            problems.push(at.problem(Some(output.span()), format!("client-secret credentials need `{name}`")));
+                            problems.push(at.problem(
+                                Some(output.span()),
+                                format!("client-secret credentials need `{name}`"),
+                            ));
                         }
                     }
-                    secret(&o.client_secret_env, &o.client_secret_file, "client secret", problems);
+                    secret(
+                        &o.client_secret_env,
+                        &o.client_secret_file,
+                        "client secret",
+                        problems,
+                    );
                 }
                 CredentialKind::WorkloadIdentity => {
-                    let tenant = o.tenant_id.is_some() || std::env::var_os("AZURE_TENANT_ID").is_some();
-                    let client = o.client_id.is_some() || std::env::var_os("AZURE_CLIENT_ID").is_some();
-                    let file = o.federated_token_file.is_some() || std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_some();
+                    let tenant =
+                        o.tenant_id.is_some() || std::env::var_os("AZURE_TENANT_ID").is_some();
+                    let client =
+                        o.client_id.is_some() || std::env::var_os("AZURE_CLIENT_ID").is_some();
+                    let file = o.federated_token_file.is_some()
+                        || std::env::var_os("AZURE_FEDERATED_TOKEN_FILE").is_some();
                     if !(tenant && client && file) {
                         problems.push(at.problem(
                             Some(output.span()),
@@ -717,12 +815,21 @@ fn validate_output(output: &Spanned<OutputConfig>, at: &Locator<'_>, problems: &
             }
         }
         OutputKind::DataCollector => {
-            secret(&o.shared_key_env, &o.shared_key_file, "shared key", problems);
+            secret(
+                &o.shared_key_env,
+                &o.shared_key_file,
+                "shared key",
+                problems,
+            );
             for log_type in [&o.cef_log_type, &o.syslog_log_type].into_iter().flatten() {
                 let name = log_type.get_ref();
-                let valid = name.len() <= 100 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                let valid = name.len() <= 100
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
                 if !valid {
-                    problems.push(at.problem(Some(log_type.span()), format!("log type {name:?} must be letters, digits and `_`, at most 100")));
+                    problems.push(at.problem(
+                        Some(log_type.span()),
+                        format!("log type {name:?} must be letters, digits and `_`, at most 100"),
+                    ));
                 }
             }
         }

@@ -34,6 +34,7 @@ pub mod batch;
 pub mod config;
 pub mod convert;
 pub mod decode;
+pub mod emulate;
 pub mod frame;
 pub mod listen;
 pub mod metrics;

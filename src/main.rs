@@ -42,6 +42,61 @@ enum Command {
     Convert(ConvertArgs),
     /// Send captured messages (text, pcap or pcapng) to a syslog target.
     Replay(ReplayArgs),
+    /// Run a local workspace that answers like Azure (both ingestion APIs, token endpoints).
+    Emulate(EmulateArgs),
+}
+
+#[derive(clap::Args)]
+struct EmulateArgs {
+    /// Address to listen on (HTTP).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    address: String,
+    /// Folder for accepted rows: one JSON-lines file per stream or log type.
+    #[arg(long, default_value = "emulated-workspace")]
+    data: PathBuf,
+    #[arg(long, default_value = "00000000-0000-0000-0000-000000000000")]
+    workspace_id: String,
+    /// Data Collector shared key (base64); default: a published test key. Also read from
+    /// CEFGATE_EMULATE_SHARED_KEY.
+    #[arg(long, env = "CEFGATE_EMULATE_SHARED_KEY", hide_env_values = true)]
+    shared_key: Option<String>,
+    #[arg(long, default_value = "00000000-0000-0000-0000-000000000000")]
+    tenant_id: String,
+    #[arg(long, default_value = "00000000-0000-0000-0000-000000000000")]
+    client_id: String,
+    /// Client secret the token endpoint accepts. Also read from CEFGATE_EMULATE_CLIENT_SECRET.
+    #[arg(long, env = "CEFGATE_EMULATE_CLIENT_SECRET", hide_env_values = true)]
+    client_secret: Option<String>,
+    #[arg(long, default_value = "dcr-00000000000000000000000000000000")]
+    dcr_id: String,
+    /// Lifetime of issued tokens, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    token_lifetime_secs: u64,
+    /// Share of ingestion requests answered with a fault (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    fault_rate: f64,
+    /// Statuses used for faults.
+    #[arg(long, value_delimiter = ',', default_value = "429,500,503")]
+    fault_statuses: Vec<u16>,
+    /// Retry-After sent with 429 and 503, in seconds.
+    #[arg(long, default_value_t = 1.0)]
+    retry_after_secs: f64,
+    /// Added to every ingestion request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// An outage: every ingestion request gets 503 from START to START+LENGTH seconds
+    /// after start (START:LENGTH).
+    #[arg(long, value_name = "START:LENGTH")]
+    outage: Option<String>,
+    /// Refuse (400) any request with a row containing this text.
+    #[arg(long)]
+    poison: Option<String>,
+    /// Answer the first N ingestion requests with a fault (the first of --fault-statuses).
+    #[arg(long, default_value_t = 0)]
+    fail_first: u64,
+    /// Logs Ingestion request limit in bytes (Azure's is 1 MiB); lower it to test splitting.
+    #[arg(long, default_value_t = 1_048_576)]
+    max_request_bytes: usize,
 }
 
 #[derive(clap::Args)]
@@ -98,6 +153,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Convert(args) => convert(args),
         Command::Replay(args) => replay(args),
+        Command::Emulate(args) => emulate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -142,6 +198,73 @@ fn run(config: Option<PathBuf>) -> Result<(), String> {
     let (config, resolved) = load(config.as_ref())?;
     let metrics = cefgate::run::run(config, resolved).map_err(|e| e.to_string())?;
     eprint!("{}", metrics.report());
+    Ok(())
+}
+
+fn emulate(args: EmulateArgs) -> Result<(), String> {
+    use cefgate::emulate::{EmulatorSettings, serve};
+    let defaults = EmulatorSettings::default();
+    let (outage_after, outage_for) = match &args.outage {
+        None => (None, std::time::Duration::ZERO),
+        Some(text) => {
+            let (a, b) = text
+                .split_once(':')
+                .and_then(|(a, b)| Some((a.parse::<f64>().ok()?, b.parse::<f64>().ok()?)))
+                .filter(|(a, b)| *a >= 0.0 && *b >= 0.0)
+                .ok_or_else(|| format!("--outage {text:?} is not START:LENGTH in seconds"))?;
+            (
+                Some(std::time::Duration::from_secs_f64(a)),
+                std::time::Duration::from_secs_f64(b),
+            )
+        }
+    };
+    if !(0.0..=1.0).contains(&args.fault_rate) {
+        return Err("--fault-rate must be between 0 and 1".into());
+    }
+    let settings = EmulatorSettings {
+        address: args
+            .address
+            .parse()
+            .map_err(|_| format!("--address {:?} is not IP:PORT", args.address))?,
+        data_dir: args.data,
+        workspace_id: args.workspace_id,
+        shared_key: args.shared_key.unwrap_or(defaults.shared_key),
+        tenant_id: args.tenant_id,
+        client_id: args.client_id,
+        client_secret: args.client_secret.unwrap_or(defaults.client_secret),
+        dcr_id: args.dcr_id,
+        token_lifetime: std::time::Duration::from_secs(args.token_lifetime_secs),
+        fault_rate: args.fault_rate,
+        fault_statuses: args.fault_statuses,
+        retry_after_secs: args.retry_after_secs,
+        latency: std::time::Duration::from_millis(args.latency_ms),
+        outage_after,
+        outage_for,
+        poison: args.poison,
+        fail_first: args.fail_first,
+        max_request_bytes: args.max_request_bytes,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let counts = runtime.block_on(async {
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+            stop.cancel();
+        });
+        serve(settings, shutdown, |addr| {
+            tracing::info!("emulate: listening on http://{addr}");
+        })
+        .await
+    });
+    let counts = counts.map_err(|e| e.to_string())?;
+    eprintln!("{counts}");
     Ok(())
 }
 

@@ -31,7 +31,6 @@ use crate::metrics::Metrics;
 use crate::record::{ProblemCounts, Reception, RecordSettings, RowBuilder, Table, write_json};
 use crate::sink::{self, Sink};
 
-
 /// Why `cefgate run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

@@ -190,29 +190,42 @@ impl TokenSource {
                 client_id,
                 token_file,
             } => {
-                let assertion = std::fs::read_to_string(token_file).map_err(|e| AuthError::TokenFile {
-                    path: token_file.display().to_string(),
-                    reason: e.to_string(),
-                })?;
+                let assertion =
+                    std::fs::read_to_string(token_file).map_err(|e| AuthError::TokenFile {
+                        path: token_file.display().to_string(),
+                        reason: e.to_string(),
+                    })?;
                 let url = token_url(authority_host, tenant_id);
                 let form = [
                     ("grant_type", "client_credentials"),
                     ("client_id", client_id.as_str()),
                     ("scope", self.scope.as_str()),
-                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
                     ("client_assertion", assertion.trim()),
                 ];
                 (url.clone(), self.client.post(url).form(&form))
             }
-            Credential::ManagedIdentity { endpoint, client_id } => {
-                let resource = self.scope.trim_end_matches("/.default").trim_end_matches('/');
+            Credential::ManagedIdentity {
+                endpoint,
+                client_id,
+            } => {
+                let resource = self
+                    .scope
+                    .trim_end_matches("/.default")
+                    .trim_end_matches('/');
                 let mut query = vec![("api-version", "2018-02-01"), ("resource", resource)];
                 if let Some(id) = client_id {
                     query.push(("client_id", id.as_str()));
                 }
                 (
                     endpoint.clone(),
-                    self.client.get(endpoint).query(&query).header("Metadata", "true"),
+                    self.client
+                        .get(endpoint)
+                        .query(&query)
+                        .header("Metadata", "true"),
                 )
             }
         };
@@ -234,17 +247,21 @@ impl TokenSource {
                 description: err.error_description,
             });
         }
-        let token: TokenResponse = serde_json::from_slice(&body).map_err(|e| AuthError::BadResponse {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+        let token: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| AuthError::BadResponse {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
         let lifetime = Duration::from_secs(token.expires_in.unwrap_or(3600).max(1));
         Ok((token.access_token, lifetime))
     }
 }
 
 fn token_url(authority_host: &str, tenant_id: &str) -> String {
-    format!("{}/{tenant_id}/oauth2/v2.0/token", authority_host.trim_end_matches('/'))
+    format!(
+        "{}/{tenant_id}/oauth2/v2.0/token",
+        authority_host.trim_end_matches('/')
+    )
 }
 
 /// An error with its causes, for messages (reqwest hides the useful part in sources).
@@ -278,8 +295,10 @@ mod tests {
 
     #[test]
     fn expires_in_as_number_or_text() {
-        let a: TokenResponse = serde_json::from_str(r#"{"access_token":"x","expires_in":3599}"#).unwrap();
-        let b: TokenResponse = serde_json::from_str(r#"{"access_token":"x","expires_in":"86399"}"#).unwrap();
+        let a: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"x","expires_in":3599}"#).unwrap();
+        let b: TokenResponse =
+            serde_json::from_str(r#"{"access_token":"x","expires_in":"86399"}"#).unwrap();
         assert_eq!((a.expires_in, b.expires_in), (Some(3599), Some(86399)));
     }
 }

@@ -38,7 +38,9 @@ pub fn adapt_row(row: &[u8], out: &mut Vec<u8>, truncated: &mut u64) {
     const FIRST: &[u8] = b"{\"TimeGenerated\":";
     if row.len() > MAX_VALUE_BYTES {
         // Long enough to hold a long value: rewrite it through a map.
-        if let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice::<serde_json::Value>(row) {
+        if let Ok(serde_json::Value::Object(mut map)) =
+            serde_json::from_slice::<serde_json::Value>(row)
+        {
             for value in map.values_mut() {
                 if let serde_json::Value::String(s) = value
                     && s.len() > MAX_VALUE_BYTES
@@ -83,7 +85,10 @@ impl Api for DataCollectorApi {
         }
         body.push(b']');
         Metrics::add(&self.metrics.values_truncated, truncated);
-        let url = format!("{}/api/logs?api-version=2016-04-01", self.endpoint.trim_end_matches('/'));
+        let url = format!(
+            "{}/api/logs?api-version=2016-04-01",
+            self.endpoint.trim_end_matches('/')
+        );
         // Signed for every attempt: the date must be fresh.
         let date = imf_fixdate(SystemTime::now());
         let mut request = self
@@ -100,7 +105,11 @@ impl Api for DataCollectorApi {
         }
         let response = match request.body(body).send().await {
             Ok(r) => r,
-            Err(e) => return Outcome::Transient { reason: format!("POST {url}: {}", error_chain(&e)) },
+            Err(e) => {
+                return Outcome::Transient {
+                    reason: format!("POST {url}: {}", error_chain(&e)),
+                };
+            }
         };
         let status = response.status().as_u16();
         if status == 200 || status == 202 || status == 204 {
@@ -113,7 +122,10 @@ impl Api for DataCollectorApi {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let text = response.text().await.unwrap_or_default();
-        let detail = format!("HTTP {status} ({ids}): {}", text.chars().take(500).collect::<String>());
+        let detail = format!(
+            "HTTP {status} ({ids}): {}",
+            text.chars().take(500).collect::<String>()
+        );
         match status {
             429 | 500 | 503 => match retry_after {
                 Some(wait) => Outcome::RetryAfter(wait),
@@ -139,7 +151,10 @@ impl Api for DataCollectorApi {
 
     fn request_size(&self, rows: &[&[u8]]) -> usize {
         // The renamed first key adds a few bytes per row.
-        rows.iter().map(|r| r.len() + 1 + RENAMED_TIME_GENERATED.len()).sum::<usize>() + 1
+        rows.iter()
+            .map(|r| r.len() + 1 + RENAMED_TIME_GENERATED.len())
+            .sum::<usize>()
+            + 1
     }
 }
 
@@ -157,17 +172,26 @@ mod tests {
     #[test]
     fn time_generated_is_renamed() {
         let (row, n) = adapt(r#"{"TimeGenerated":"2026-11-26T10:00:00Z","Computer":"fw"}"#);
-        assert_eq!(row, r#"{"CefgateTimeGenerated":"2026-11-26T10:00:00Z","Computer":"fw"}"#);
+        assert_eq!(
+            row,
+            r#"{"CefgateTimeGenerated":"2026-11-26T10:00:00Z","Computer":"fw"}"#
+        );
         assert_eq!(n, 0);
     }
 
     #[test]
     fn long_values_are_cut_with_a_marker_and_counted() {
         let long = "é".repeat(20_000); // 40,000 bytes
-        let (row, n) = adapt(&format!(r#"{{"TimeGenerated":"t","Message":"{long}","Short":"x"}}"#));
+        let (row, n) = adapt(&format!(
+            r#"{{"TimeGenerated":"t","Message":"{long}","Short":"x"}}"#
+        ));
         let v: serde_json::Value = serde_json::from_str(&row).unwrap();
         let m = v["Message"].as_str().unwrap();
-        assert!(m.len() <= MAX_VALUE_BYTES && m.ends_with(TRUNCATION_MARKER), "{}", m.len());
+        assert!(
+            m.len() <= MAX_VALUE_BYTES && m.ends_with(TRUNCATION_MARKER),
+            "{}",
+            m.len()
+        );
         assert_eq!(v["Short"], "x");
         assert_eq!(v[RENAMED_TIME_GENERATED], "t");
         assert!(v.get("TimeGenerated").is_none());

@@ -17,7 +17,10 @@ pub struct DeadLetterQueue {
 
 impl DeadLetterQueue {
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         Ok(Self {
             path: path.to_path_buf(),
             file: Mutex::new(file),

@@ -76,13 +76,20 @@ impl<A: Api> Delivery<A> {
     }
 
     fn route(&self, table: Table) -> &Route {
-        self.routes.iter().find(|r| r.table == table).expect("a route per table")
+        self.routes
+            .iter()
+            .find(|r| r.table == table)
+            .expect("a route per table")
     }
 
     /// Delivers every row of `batch`, or dead-letters it; returns when each row is settled.
     pub async fn deliver(&self, batch: Batch) {
         let route = self.route(batch.table);
-        let rows: Vec<&[u8]> = batch.body.split(|b| *b == b'\n').filter(|r| !r.is_empty()).collect();
+        let rows: Vec<&[u8]> = batch
+            .body
+            .split(|b| *b == b'\n')
+            .filter(|r| !r.is_empty())
+            .collect();
         let Some(name) = route.name.as_deref() else {
             Metrics::add(&self.metrics.rows_unrouted, rows.len() as u64);
             return;
@@ -92,11 +99,20 @@ impl<A: Api> Delivery<A> {
         let mut size = 1;
         for row in rows {
             if self.api.request_size(&[row]) > self.max_request_bytes {
-                self.dead_letter(name, &format!("row of {} bytes exceeds the request limit of {} bytes", row.len(), self.max_request_bytes), &[row]);
+                self.dead_letter(
+                    name,
+                    &format!(
+                        "row of {} bytes exceeds the request limit of {} bytes",
+                        row.len(),
+                        self.max_request_bytes
+                    ),
+                    &[row],
+                );
                 continue;
             }
             if size + row.len() + 1 > self.max_request_bytes && !chunk.is_empty() {
-                self.deliver_rows(route, name, std::mem::take(&mut chunk)).await;
+                self.deliver_rows(route, name, std::mem::take(&mut chunk))
+                    .await;
                 size = 1;
             }
             size += row.len() + 1;
@@ -114,7 +130,11 @@ impl<A: Api> Delivery<A> {
             let mut last_auth_warning: Option<Instant> = None;
             loop {
                 if route.stopped.load(Ordering::Relaxed) {
-                    self.dead_letter(name, "route stopped: the service answered 404 (see the log)", &rows);
+                    self.dead_letter(
+                        name,
+                        "route stopped: the service answered 404 (see the log)",
+                        &rows,
+                    );
                     break;
                 }
                 if self.give_up.is_cancelled() {
@@ -137,7 +157,11 @@ impl<A: Api> Delivery<A> {
                         break;
                     }
                     Outcome::TooLarge => {
-                        self.dead_letter(name, "the service refused the row as too large (413)", &rows);
+                        self.dead_letter(
+                            name,
+                            "the service refused the row as too large (413)",
+                            &rows,
+                        );
                         break;
                     }
                     Outcome::Rejected { error } => {
@@ -159,14 +183,19 @@ impl<A: Api> Delivery<A> {
                         self.api.reset_credentials().await;
                         let wait = backoff.next_wait();
                         if last_auth_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                            tracing::error!("{name}: {reason}; rows are held and retried (next in {wait:.1?})");
+                            tracing::error!(
+                                "{name}: {reason}; rows are held and retried (next in {wait:.1?})"
+                            );
                             last_auth_warning = Some(Instant::now());
                         }
                         wait
                     }
                     Outcome::RouteBroken { reason } => {
                         if !route.stopped.swap(true, Ordering::Relaxed) {
-                            tracing::error!("{name}: route stopped: {reason}; its rows now go to the dead-letter queue {}", self.dead_letters.path().display());
+                            tracing::error!(
+                                "{name}: route stopped: {reason}; its rows now go to the dead-letter queue {}",
+                                self.dead_letters.path().display()
+                            );
                         }
                         continue;
                     }
@@ -194,7 +223,11 @@ impl<A: Api> Delivery<A> {
 }
 
 /// Runs `delivery` over every batch, with up to `concurrency` batches in flight.
-pub async fn serve<A: Api>(delivery: Arc<Delivery<A>>, batches: flume::Receiver<Batch>, concurrency: usize) {
+pub async fn serve<A: Api>(
+    delivery: Arc<Delivery<A>>,
+    batches: flume::Receiver<Batch>,
+    concurrency: usize,
+) {
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
     while let Ok(batch) = batches.recv_async().await {

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use crate::batch::Batch;
 
-
 /// A destination for batches. Called from one thread, in order.
 pub trait Sink: Send {
     /// Delivers one batch. An error is counted and reported by the caller.

@@ -41,8 +41,19 @@ pub fn request_id() -> String {
 
 /// `x-ms-request-id` and `x-ms-error-code` of a response, for the log.
 pub fn service_ids(response: &reqwest::Response) -> String {
-    let header = |name| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
-    format!("x-ms-request-id {}, x-ms-error-code {}", header("x-ms-request-id"), header("x-ms-error-code"))
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string()
+    };
+    format!(
+        "x-ms-request-id {}, x-ms-error-code {}",
+        header("x-ms-request-id"),
+        header("x-ms-error-code")
+    )
 }
 
 impl Api for LogsIngestionApi {
@@ -50,8 +61,16 @@ impl Api for LogsIngestionApi {
         let json = json_array(rows);
         let token = match self.tokens.token().await {
             Ok(t) => t,
-            Err(e) if e.is_transient() => return Outcome::Transient { reason: format!("no token: {e}") },
-            Err(e) => return Outcome::Unauthorized { reason: format!("no token: {e}") },
+            Err(e) if e.is_transient() => {
+                return Outcome::Transient {
+                    reason: format!("no token: {e}"),
+                };
+            }
+            Err(e) => {
+                return Outcome::Unauthorized {
+                    reason: format!("no token: {e}"),
+                };
+            }
         };
         let url = format!(
             "{}/dataCollectionRules/{}/streams/{stream}?api-version=2023-01-01",
@@ -74,7 +93,11 @@ impl Api for LogsIngestionApi {
         };
         let response = match request.body(body).send().await {
             Ok(r) => r,
-            Err(e) => return Outcome::Transient { reason: format!("POST {url}: {}", error_chain(&e)) },
+            Err(e) => {
+                return Outcome::Transient {
+                    reason: format!("POST {url}: {}", error_chain(&e)),
+                };
+            }
         };
         let status = response.status().as_u16();
         if status == 204 || status == 200 {
@@ -87,7 +110,10 @@ impl Api for LogsIngestionApi {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let text = response.text().await.unwrap_or_default();
-        let detail = format!("HTTP {status} ({ids}): {}", text.chars().take(500).collect::<String>());
+        let detail = format!(
+            "HTTP {status} ({ids}): {}",
+            text.chars().take(500).collect::<String>()
+        );
         match status {
             413 => Outcome::TooLarge,
             400 => Outcome::Rejected { error: detail },
@@ -108,7 +134,9 @@ impl Api for LogsIngestionApi {
                 ),
             },
             404 => Outcome::RouteBroken {
-                reason: format!("{detail}: check endpoint, dcr_id (the DCR's immutable ID) and the stream name {stream:?}"),
+                reason: format!(
+                    "{detail}: check endpoint, dcr_id (the DCR's immutable ID) and the stream name {stream:?}"
+                ),
             },
             408 | 500..=599 => Outcome::Transient { reason: detail },
             _ => Outcome::Rejected { error: detail },

@@ -32,7 +32,10 @@ use logs_ingestion::LogsIngestionApi;
 #[derive(Debug, thiserror::Error)]
 pub enum OutputSetupError {
     #[error("cannot open {path}: {source}")]
-    Open { path: String, source: std::io::Error },
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot read the {what}: {reason}")]
     Secret { what: &'static str, reason: String },
     #[error("the shared key: {0}")]
@@ -66,10 +69,12 @@ fn read_secret(
             what,
             reason: format!("environment variable {} is not set", var.get_ref()),
         })?,
-        (None, Some(path)) => std::fs::read_to_string(path.get_ref()).map_err(|e| OutputSetupError::Secret {
-            what,
-            reason: format!("{}: {e}", path.get_ref().display()),
-        })?,
+        (None, Some(path)) => {
+            std::fs::read_to_string(path.get_ref()).map_err(|e| OutputSetupError::Secret {
+                what,
+                reason: format!("{}: {e}", path.get_ref().display()),
+            })?
+        }
         (None, None) => {
             return Err(OutputSetupError::Secret {
                 what,
@@ -108,30 +113,48 @@ pub fn azure(
         .as_ref()
         .map(|p| p.get_ref().clone())
         .unwrap_or_else(|| PathBuf::from("cefgate-dead-letters.ndjson"));
-    let dead_letters = DeadLetterQueue::open(&dead_letter_path).map_err(|source| OutputSetupError::Open {
-        path: dead_letter_path.display().to_string(),
-        source,
-    })?;
+    let dead_letters =
+        DeadLetterQueue::open(&dead_letter_path).map_err(|source| OutputSetupError::Open {
+            path: dead_letter_path.display().to_string(),
+            source,
+        })?;
     let endpoint = text(&config.endpoint).unwrap_or_default();
-    let max = |default: usize| config.max_request_bytes.as_ref().map_or(default, |m| *m.get_ref());
+    let max = |default: usize| {
+        config
+            .max_request_bytes
+            .as_ref()
+            .map_or(default, |m| *m.get_ref())
+    };
     match config.kind.get_ref() {
         OutputKind::LogsIngestion => {
-            let authority =
-                text(&config.authority_host).unwrap_or_else(|| "https://login.microsoftonline.com".into());
+            let authority = text(&config.authority_host)
+                .unwrap_or_else(|| "https://login.microsoftonline.com".into());
             let env = |name: &str| std::env::var(name).ok();
-            let credential = match config.credential.as_ref().map_or(CredentialKind::ClientSecret, |c| *c.get_ref()) {
+            let credential = match config
+                .credential
+                .as_ref()
+                .map_or(CredentialKind::ClientSecret, |c| *c.get_ref())
+            {
                 CredentialKind::ClientSecret => Credential::ClientSecret {
                     authority_host: authority,
                     tenant_id: text(&config.tenant_id).unwrap_or_default(),
                     client_id: text(&config.client_id).unwrap_or_default(),
-                    secret: read_secret("client secret", &config.client_secret_env, &config.client_secret_file)?,
+                    secret: read_secret(
+                        "client secret",
+                        &config.client_secret_env,
+                        &config.client_secret_file,
+                    )?,
                 },
                 CredentialKind::WorkloadIdentity => Credential::WorkloadIdentity {
                     authority_host: text(&config.authority_host)
                         .or_else(|| env("AZURE_AUTHORITY_HOST"))
                         .unwrap_or_else(|| "https://login.microsoftonline.com".into()),
-                    tenant_id: text(&config.tenant_id).or_else(|| env("AZURE_TENANT_ID")).unwrap_or_default(),
-                    client_id: text(&config.client_id).or_else(|| env("AZURE_CLIENT_ID")).unwrap_or_default(),
+                    tenant_id: text(&config.tenant_id)
+                        .or_else(|| env("AZURE_TENANT_ID"))
+                        .unwrap_or_default(),
+                    client_id: text(&config.client_id)
+                        .or_else(|| env("AZURE_CLIENT_ID"))
+                        .unwrap_or_default(),
                     token_file: config
                         .federated_token_file
                         .as_ref()
@@ -146,7 +169,8 @@ pub fn azure(
                     client_id: text(&config.client_id),
                 },
             };
-            let scope = text(&config.scope).unwrap_or_else(|| "https://monitor.azure.com//.default".into());
+            let scope =
+                text(&config.scope).unwrap_or_else(|| "https://monitor.azure.com//.default".into());
             let api = LogsIngestionApi {
                 client: client.clone(),
                 endpoint,
@@ -155,8 +179,20 @@ pub fn azure(
                 tokens: Arc::new(TokenSource::new(credential, scope, client)),
             };
             let routes = [
-                Route::new(Table::CommonSecurityLog, Some(text(&config.cef_stream).unwrap_or_else(|| "Custom-CefGate_CommonSecurityLog".into()))),
-                Route::new(Table::Syslog, Some(text(&config.syslog_stream).unwrap_or_else(|| "Custom-CefGate_Syslog".into()))),
+                Route::new(
+                    Table::CommonSecurityLog,
+                    Some(
+                        text(&config.cef_stream)
+                            .unwrap_or_else(|| "Custom-CefGate_CommonSecurityLog".into()),
+                    ),
+                ),
+                Route::new(
+                    Table::Syslog,
+                    Some(
+                        text(&config.syslog_stream)
+                            .unwrap_or_else(|| "Custom-CefGate_Syslog".into()),
+                    ),
+                ),
             ];
             Ok(AzureOutput::LogsIngestion(Arc::new(Delivery::new(
                 api,
@@ -169,7 +205,11 @@ pub fn azure(
         }
         OutputKind::DataCollector => {
             let workspace = text(&config.workspace_id).unwrap_or_default();
-            let key = read_secret("shared key", &config.shared_key_env, &config.shared_key_file)?;
+            let key = read_secret(
+                "shared key",
+                &config.shared_key_env,
+                &config.shared_key_file,
+            )?;
             let signer = signature::SharedKeySigner::new(&workspace, key.expose())?;
             let endpoint = if endpoint.is_empty() {
                 format!("https://{workspace}.ods.opinsights.azure.com")
@@ -186,8 +226,14 @@ pub fn azure(
                 metrics: metrics.clone(),
             };
             let routes = [
-                Route::new(Table::CommonSecurityLog, Some(text(&config.cef_log_type).unwrap_or_else(|| "CommonSecurityLog".into()))),
-                Route::new(Table::Syslog, Some(text(&config.syslog_log_type).unwrap_or_else(|| "Syslog".into()))),
+                Route::new(
+                    Table::CommonSecurityLog,
+                    Some(text(&config.cef_log_type).unwrap_or_else(|| "CommonSecurityLog".into())),
+                ),
+                Route::new(
+                    Table::Syslog,
+                    Some(text(&config.syslog_log_type).unwrap_or_else(|| "Syslog".into())),
+                ),
             ];
             Ok(AzureOutput::DataCollector(Arc::new(Delivery::new(
                 api,

@@ -33,12 +33,19 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, attempt: 0 }
+        Self {
+            base,
+            max,
+            attempt: 0,
+        }
     }
 
     /// The next wait.
     pub fn next_wait(&mut self) -> Duration {
-        let step = self.base.saturating_mul(1u32 << self.attempt.min(16)).min(self.max);
+        let step = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         // At least half the step, so a retry never comes right away.
         step / 2 + step.mul_f64(fastrand::f64() / 2.0)
@@ -59,7 +66,8 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
         Ok(_) => return None,
         Err(_) => {
             let at = httpdate::parse_http_date(value).ok()?;
-            at.duration_since(std::time::SystemTime::now()).unwrap_or_default()
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or_default()
         }
     };
     Some(wait.min(Duration::from_secs(3600)))
@@ -85,7 +93,10 @@ mod tests {
         assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
         assert_eq!(parse_retry_after("-1"), None);
         assert_eq!(parse_retry_after("soon"), None);
-        assert_eq!(parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(Duration::ZERO)
+        );
         assert_eq!(parse_retry_after("99999"), Some(Duration::from_secs(3600)));
     }
 }

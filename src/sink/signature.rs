@@ -14,7 +14,9 @@ use sha2::Sha256;
 /// Why a shared key cannot be used. Never carries the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("the shared key is not valid base64 (copy the workspace's primary or secondary key as shown)")]
+    #[error(
+        "the shared key is not valid base64 (copy the workspace's primary or secondary key as shown)"
+    )]
     NotBase64,
     #[error("the shared key is empty")]
     Empty,
@@ -39,7 +41,9 @@ impl std::fmt::Debug for SharedKeySigner {
 
 impl SharedKeySigner {
     pub fn new(workspace_id: &str, base64_key: &str) -> Result<Self, KeyError> {
-        let key = STANDARD.decode(base64_key.trim()).map_err(|_| KeyError::NotBase64)?;
+        let key = STANDARD
+            .decode(base64_key.trim())
+            .map_err(|_| KeyError::NotBase64)?;
         if key.is_empty() {
             return Err(KeyError::Empty);
         }
@@ -86,14 +90,22 @@ mod tests {
     use super::*;
 
     /// The test key of the fact sheet: bytes 0x00..0x3f.
-    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
+    const KEY: &str =
+        "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==";
 
     #[test]
     fn vector_a_microsoft_example_string() {
         let s = SharedKeySigner::new("ws", KEY).unwrap();
-        let string = "POST\n1024\napplication/json\nx-ms-date:Mon, 04 Apr 2016 08:00:00 GMT\n/api/logs";
-        assert_eq!(SharedKeySigner::string_to_sign(1024, "Mon, 04 Apr 2016 08:00:00 GMT"), string);
-        assert_eq!(s.signature(string), "kQfMluP3yBFQzfwH0Ye5adOjNq2FCEIWGh0n4uEtCrg=");
+        let string =
+            "POST\n1024\napplication/json\nx-ms-date:Mon, 04 Apr 2016 08:00:00 GMT\n/api/logs";
+        assert_eq!(
+            SharedKeySigner::string_to_sign(1024, "Mon, 04 Apr 2016 08:00:00 GMT"),
+            string
+        );
+        assert_eq!(
+            s.signature(string),
+            "kQfMluP3yBFQzfwH0Ye5adOjNq2FCEIWGh0n4uEtCrg="
+        );
     }
 
     #[test]
@@ -110,8 +122,16 @@ mod tests {
         // What a character-counting client would send, and the emulator must refuse.
         let wrong = s.signature(&SharedKeySigner::string_to_sign(38, date));
         assert_eq!(wrong, "IBjGYvUrt7LCkoiumCH+k1VdkVIHYjeW4KrTFLY+8Oc=");
-        assert!(!s.verify(&format!("SharedKey 00000000-0000-0000-0000-000000000000:{wrong}"), body.as_bytes(), date));
-        assert!(s.verify(&s.authorization(body.as_bytes(), date), body.as_bytes(), date));
+        assert!(!s.verify(
+            &format!("SharedKey 00000000-0000-0000-0000-000000000000:{wrong}"),
+            body.as_bytes(),
+            date
+        ));
+        assert!(s.verify(
+            &s.authorization(body.as_bytes(), date),
+            body.as_bytes(),
+            date
+        ));
     }
 
     #[test]
