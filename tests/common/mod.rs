@@ -50,11 +50,23 @@ impl Cefgate {
             "{listeners}\n[output]\ntype = \"file\"\npath = \"{}\"\n\n[batch]\nmax_age_ms = 20\n\n[record]\ncollector_host = \"cefgate-test\"\n{extra}",
             output.display()
         );
+        Self::start_raw(dir, output, &config, &[])
+    }
+
+    /// Starts cefgate with a whole configuration (`output` is where a file output writes, if
+    /// any) and extra environment variables.
+    pub fn start_raw(
+        dir: tempfile::TempDir,
+        output: PathBuf,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let config_path = dir.path().join("cefgate.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_cefgate"))
             .args(["run", "--config"])
             .arg(&config_path)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -189,3 +201,93 @@ address = "127.0.0.1:0"
 protocol = "tcp"
 address = "127.0.0.1:0"
 "#;
+
+/// `cefgate emulate` on a kernel-chosen loopback port, storing rows in a temporary folder.
+pub struct Emulator {
+    child: Option<Child>,
+    pub data: tempfile::TempDir,
+    pub url: String,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Emulator {
+    pub fn start(args: &[&str]) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cefgate"))
+            .args(["emulate", "--address", "127.0.0.1:0", "--data"])
+            .arg(data.path())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cefgate emulate starts");
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let lines = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let url = wait_for("the emulator to listen", DEADLINE, || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "cefgate emulate exited ({status}):\n{}",
+                    stderr.lock().unwrap().join("\n")
+                );
+            }
+            stderr.lock().unwrap().iter().find_map(|l| {
+                l.split("listening on ")
+                    .nth(1)
+                    .map(|u| u.trim().to_string())
+            })
+        });
+        Self {
+            child: Some(child),
+            data,
+            url,
+            stderr,
+        }
+    }
+
+    /// Rows stored for a stream (`Custom-...`) or log type table (`..._CL`).
+    pub fn rows(&self, table: &str) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.data.path().join(format!("{table}.ndjson")))
+            .unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn wait_rows(&self, table: &str, n: usize) -> Vec<Value> {
+        wait_for(&format!("{n} rows in {table}"), DEADLINE, || {
+            let rows = self.rows(table);
+            (rows.len() >= n).then_some(rows)
+        })
+    }
+
+    /// The emulator's counts (requests per API and status, rows per table, tokens issued).
+    pub fn counts(&self) -> Value {
+        let port = self.url.rsplit(':').next().unwrap();
+        let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+        use std::io::{Read, Write};
+        write!(s, "GET /counts HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
