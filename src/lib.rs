@@ -33,6 +33,7 @@ pub mod auth;
 pub mod batch;
 pub mod config;
 pub mod convert;
+pub mod dcr;
 pub mod decode;
 pub mod emulate;
 pub mod frame;

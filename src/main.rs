@@ -44,6 +44,19 @@ enum Command {
     Replay(ReplayArgs),
     /// Run a local workspace that answers like Azure (both ingestion APIs, token endpoints).
     Emulate(EmulateArgs),
+    /// Print the ARM template of a data collection rule for the logs-ingestion output.
+    DcrTemplate {
+        /// Route to custom CefGate_*_CL tables (created by the template) instead of the
+        /// built-in CommonSecurityLog and Syslog tables.
+        #[arg(long)]
+        custom_tables: bool,
+        /// Input stream for CEF rows (the output's cef_stream).
+        #[arg(long, default_value = "Custom-CefGate_CommonSecurityLog")]
+        cef_stream: String,
+        /// Input stream for syslog rows (the output's syslog_stream).
+        #[arg(long, default_value = "Custom-CefGate_Syslog")]
+        syslog_stream: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -154,6 +167,20 @@ fn main() -> ExitCode {
         Command::Convert(args) => convert(args),
         Command::Replay(args) => replay(args),
         Command::Emulate(args) => emulate(args),
+        Command::DcrTemplate {
+            custom_tables,
+            cef_stream,
+            syslog_stream,
+        } => {
+            let destination = if custom_tables {
+                cefgate::dcr::Destination::CustomTables
+            } else {
+                cefgate::dcr::Destination::BuiltIn
+            };
+            let t = cefgate::dcr::template(destination, &cef_stream, &syslog_stream);
+            println!("{}", serde_json::to_string_pretty(&t).expect("JSON"));
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

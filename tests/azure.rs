@@ -172,6 +172,10 @@ fn logs_ingestion_end_to_end_with_gzip_and_typed_columns() {
         "{counts}"
     );
     assert_eq!(counts["tokens_issued"], 1, "one token, cached");
+    assert_eq!(
+        counts["columns_dropped"], 0,
+        "every column is declared by dcr-template"
+    );
     let c = gate.stop();
     assert_eq!(c.get("rows_delivered"), 2);
     assert_eq!(c.get("rows_dead_lettered"), 0);

@@ -104,6 +104,8 @@ struct Counts {
     rows: HashMap<String, u64>,
     requests: HashMap<String, u64>,
     tokens_issued: u64,
+    /// Values of columns the stream does not declare, dropped as Azure drops them.
+    columns_dropped: u64,
 }
 
 struct State {
@@ -211,7 +213,7 @@ pub async fn serve(
 
 fn counts_json(state: &State) -> Value {
     let counts = state.counts.lock().expect("counts");
-    json!({"rows": counts.rows, "requests": counts.requests, "tokens_issued": counts.tokens_issued})
+    json!({"rows": counts.rows, "requests": counts.requests, "tokens_issued": counts.tokens_issued, "columns_dropped": counts.columns_dropped})
 }
 
 fn count_request(state: &State, api: &str, status: StatusCode) {
@@ -552,6 +554,33 @@ async fn logs_ingestion(
             "InvalidRequestContent",
             &format!("row {i} has a value that does not fit its column"),
         );
+    }
+    // The stream declarations of `cefgate dcr-template` (default stream names): Azure drops
+    // undeclared columns without a word; the emulator drops and counts them.
+    let declared: Option<Vec<&str>> = match stream {
+        "Custom-CefGate_CommonSecurityLog" => Some(
+            crate::dcr::common_security_log_columns()
+                .into_iter()
+                .map(|c| c.0)
+                .collect(),
+        ),
+        "Custom-CefGate_Syslog" => Some(
+            crate::dcr::syslog_columns()
+                .into_iter()
+                .map(|c| c.0)
+                .collect(),
+        ),
+        _ => None,
+    };
+    let mut rows = rows;
+    if let Some(declared) = declared {
+        let mut dropped = 0;
+        for row in &mut rows {
+            let before = row.len();
+            row.retain(|k, _| declared.contains(&k.as_str()));
+            dropped += (before - row.len()) as u64;
+        }
+        state.counts.lock().expect("counts").columns_dropped += dropped;
     }
     store(state, stream, rows, LOGS_INGESTION_MAX_VALUE);
     no_content()
