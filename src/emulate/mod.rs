@@ -195,6 +195,9 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
+        // Replies are small single writes; without this, Nagle and delayed ACKs add tens of
+        // milliseconds to every request.
+        let _ = stream.set_nodelay(true);
         let state = state.clone();
         connections.spawn(async move {
             let service = service_fn(move |req| {
@@ -225,6 +228,7 @@ fn count_request(state: &State, api: &str, status: StatusCode) {
 }
 
 async fn handle(state: &State, req: Request<Incoming>) -> Reply {
+    let started = Instant::now();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
     let method = req.method().clone();
@@ -253,7 +257,11 @@ async fn handle(state: &State, req: Request<Incoming>) -> Reply {
             json!({"error": format!("no such endpoint: {method} {path}")}),
         ),
     };
-    tracing::debug!("emulate: {method} {path} -> {}", response.status());
+    tracing::debug!(
+        "emulate: {method} {path} -> {} in {:?}",
+        response.status(),
+        started.elapsed()
+    );
     response
 }
 
@@ -547,7 +555,9 @@ async fn logs_ingestion(
         }
     };
     if let Some(poison) = &s.poison
-        && let Some(i) = rows.iter().position(|r| contains_text(r, poison))
+        && let Some(i) = rows
+            .iter()
+            .position(|r| r.raw.get().contains(poison.as_str()))
     {
         return li_error(
             StatusCode::BAD_REQUEST,
@@ -576,9 +586,12 @@ async fn logs_ingestion(
     if let Some(declared) = declared {
         let mut dropped = 0;
         for row in &mut rows {
-            let before = row.len();
-            row.retain(|k, _| declared.contains(&k.as_str()));
-            dropped += (before - row.len()) as u64;
+            let before = row.fields.len();
+            row.fields.retain(|k, _| declared.contains(k));
+            if row.fields.len() != before {
+                dropped += (before - row.fields.len()) as u64;
+                row.changed = true;
+            }
         }
         state.counts.lock().expect("counts").columns_dropped += dropped;
     }
@@ -712,7 +725,7 @@ async fn data_collector(state: &State, query: &str, req: Request<Incoming>) -> R
     };
     for row in &rows {
         for reserved in ["TimeGenerated", "tenant", "RawData"] {
-            if row.get(reserved).is_some() {
+            if row.fields.contains_key(reserved) {
                 return dc_error(
                     StatusCode::BAD_REQUEST,
                     "InvalidDataFormat",
@@ -721,9 +734,9 @@ async fn data_collector(state: &State, query: &str, req: Request<Incoming>) -> R
             }
         }
         if let Some(field) = &time_field
-            && let Some(v) = row.get(field)
-            && v.as_str()
-                .is_none_or(|t| chrono::DateTime::parse_from_rfc3339(t).is_err())
+            && let Some(v) = row.fields.get(field.as_str())
+            && serde_json::from_str::<std::borrow::Cow<'_, str>>(v.get())
+                .map_or(true, |t| chrono::DateTime::parse_from_rfc3339(&t).is_err())
         {
             return dc_error(
                 StatusCode::BAD_REQUEST,
@@ -733,7 +746,7 @@ async fn data_collector(state: &State, query: &str, req: Request<Incoming>) -> R
         }
     }
     if let Some(poison) = &s.poison
-        && rows.iter().any(|r| contains_text(r, poison))
+        && rows.iter().any(|r| r.raw.get().contains(poison.as_str()))
     {
         return dc_error(
             StatusCode::BAD_REQUEST,
@@ -752,44 +765,66 @@ async fn data_collector(state: &State, query: &str, req: Request<Incoming>) -> R
     r
 }
 
-fn contains_text(row: &serde_json::Map<String, Value>, text: &str) -> bool {
-    row.values()
-        .any(|v| v.as_str().is_some_and(|s| s.contains(text)))
+/// One row of a request, kept as sent: fields are read without copying their values.
+struct Row<'a> {
+    raw: &'a serde_json::value::RawValue,
+    fields: std::collections::BTreeMap<&'a str, &'a serde_json::value::RawValue>,
+    /// Fields were dropped: store `fields`, not `raw`.
+    changed: bool,
 }
 
-fn parse_rows(body: &[u8]) -> Result<Vec<serde_json::Map<String, Value>>, String> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| format!("The request body is not valid JSON: {e}"))?;
-    let Value::Array(items) = value else {
-        return Err("The request body must be a JSON array.".into());
-    };
+fn parse_rows(body: &[u8]) -> Result<Vec<Row<'_>>, String> {
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body)
+        .map_err(|e| format!("The request body is not a valid JSON array: {e}"))?;
     items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| match item {
-            Value::Object(map) => Ok(map),
-            _ => Err(format!("Item {i} of the array is not an object.")),
+        .map(|(i, raw)| {
+            let fields = serde_json::from_str(raw.get())
+                .map_err(|e| format!("Item {i} of the array is not a flat JSON object: {e}"))?;
+            Ok(Row {
+                raw,
+                fields,
+                changed: false,
+            })
         })
         .collect()
 }
 
 /// Appends accepted rows, cutting values at the service's limit as it would.
-fn store(state: &State, table: &str, rows: Vec<serde_json::Map<String, Value>>, max_value: usize) {
-    let mut out = Vec::new();
+fn store(state: &State, table: &str, rows: Vec<Row<'_>>, max_value: usize) {
+    let mut out = Vec::with_capacity(rows.iter().map(|r| r.raw.get().len() + 1).sum());
     let n = rows.len() as u64;
-    for mut row in rows {
-        for v in row.values_mut() {
-            if let Value::String(s) = v
-                && s.len() > max_value
-            {
-                let mut cut = max_value;
-                while !s.is_char_boundary(cut) {
-                    cut -= 1;
+    for row in rows {
+        if row.raw.get().len() > max_value {
+            // Long enough to hold a long value: cut it through a map.
+            let mut map: serde_json::Map<String, Value> = row
+                .fields
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        serde_json::from_str(v.get()).unwrap_or(Value::Null),
+                    )
+                })
+                .collect();
+            for v in map.values_mut() {
+                if let Value::String(s) = v
+                    && s.len() > max_value
+                {
+                    let mut cut = max_value;
+                    while !s.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    s.truncate(cut);
                 }
-                s.truncate(cut);
             }
+            serde_json::to_writer(&mut out, &map).expect("writing to memory");
+        } else if row.changed {
+            serde_json::to_writer(&mut out, &row.fields).expect("writing to memory");
+        } else {
+            out.extend_from_slice(row.raw.get().as_bytes());
         }
-        serde_json::to_writer(&mut out, &row).expect("writing to memory");
         out.push(b'\n');
     }
     let mut files = state.files.lock().expect("files");

@@ -91,6 +91,7 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client, OutputSetupError> {
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(timeout)
+        .tcp_nodelay(true)
         .pool_max_idle_per_host(16)
         .build()
         .map_err(|e| OutputSetupError::Http(crate::auth::error_chain(&e)))
