@@ -18,13 +18,14 @@
 //! | record | [`record`] | one decoded message -> one typed row; CEF keys mapped by the dictionary in `grammars/cef-fields.tsv`; problems recorded on the row |
 //! | batch | [`batch`] | rows routed per table, flushed by rows, bytes and age |
 //! | spool | *planned* (`spool`) | batches on disk until the API confirms them |
-//! | sink | [`sink`] | stdout and files (the Azure APIs are planned behind the same trait) |
+//! | sink | [`sink`] | stdout, files, the Logs Ingestion and Data Collector APIs (retries, splitting, dead letters) |
 //!
 //! [`run`] wires the stages into the `cefgate run` service (threads, queues, back-pressure,
 //! shutdown), configured by [`config`] and counted in [`metrics`]. Off the stream path:
 //! [`convert`] runs decode and record over captured lines offline (`cefgate convert`),
-//! [`replay`] sends captures to a syslog target (`cefgate replay`), and `main.rs` is the
-//! command line.
+//! [`replay`] sends captures to a syslog target (`cefgate replay`), [`emulate`] is a local
+//! Azure workspace (`cefgate emulate`), [`dcr`] writes the data collection rule
+//! (`cefgate dcr-template`), [`auth`] gets bearer tokens, and `main.rs` is the command line.
 //!
 //! The formal grammars the decoders implement live in `grammars/` at the top of the
 //! repository; the tests in `tests/` replay the captures in `fixtures/`.
