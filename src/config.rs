@@ -46,6 +46,22 @@ pub struct Config {
     pub record: RecordConfig,
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// The durable spool; without it, batches wait in memory only.
+    pub spool: Option<Spanned<SpoolConfig>>,
+}
+
+/// `[spool]` (a contract: keep these names).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    /// Where batches wait for delivery (created if missing).
+    pub path: Spanned<PathBuf>,
+    /// The most the spool may hold; when full, TCP/TLS input waits and UDP drops (counted).
+    #[serde(default = "defaults::spool_max_bytes")]
+    pub max_bytes: u64,
+    /// `batch` (fsync each chunk before it counts as accepted) or `never`.
+    #[serde(default)]
+    pub fsync: crate::spool::FsyncPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -374,6 +390,9 @@ mod defaults {
     pub fn gzip() -> bool {
         true
     }
+    pub fn spool_max_bytes() -> u64 {
+        10 * 1024 * 1024 * 1024
+    }
 }
 
 fn parse_net(text: &str) -> Option<IpNet> {
@@ -558,6 +577,28 @@ impl Config {
             }
         }
         validate_output(&self.output, at, &mut problems);
+        if let Some(spool) = &self.spool {
+            let sc = spool.get_ref();
+            let parent = sc
+                .path
+                .get_ref()
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty());
+            if let Some(dir) = parent
+                && !dir.is_dir()
+            {
+                problems.push(at.problem(
+                    Some(sc.path.span()),
+                    format!("directory {} does not exist", dir.display()),
+                ));
+            }
+            if sc.max_bytes < 1024 * 1024 {
+                problems.push(at.problem(
+                    Some(spool.span()),
+                    "[spool] max_bytes must be at least 1 MiB",
+                ));
+            }
+        }
         if self.batch.max_rows == 0 || self.batch.max_bytes == 0 || self.batch.max_age_ms == 0 {
             problems.push(at.problem(
                 None,

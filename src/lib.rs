@@ -44,3 +44,19 @@ pub mod record;
 pub mod replay;
 pub mod run;
 pub mod sink;
+pub mod spool;
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    /// Polls `done` every 5 ms for up to 10 s; panics when it never holds.
+    pub fn wait_until(mut done: impl FnMut() -> bool) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !done() {
+            assert!(
+                std::time::Instant::now() < until,
+                "condition not met within 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}

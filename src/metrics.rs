@@ -54,6 +54,18 @@ pub struct Metrics {
     pub requests_unauthorized: AtomicU64,
     /// Data Collector values cut at 32 KB.
     pub values_truncated: AtomicU64,
+    /// Spool: chunks written, and what is waiting now (gauges).
+    pub spool_chunks_written: AtomicU64,
+    pub spool_chunks: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    /// Times the spool was full and input was held back.
+    pub spool_full_waits: AtomicU64,
+    /// Chunk writes that failed (full disk, I/O errors) and were retried.
+    pub spool_write_errors: AtomicU64,
+    /// Damaged chunks moved to quarantine.
+    pub chunks_quarantined: AtomicU64,
+    /// Rows found in the spool at start, delivered again (possible duplicates).
+    pub rows_recovered: AtomicU64,
 }
 
 impl Metrics {
@@ -76,7 +88,7 @@ impl Metrics {
     /// `name value` lines, one per counter, for logs and `/metrics`-style scraping.
     pub fn report(&self) -> String {
         let mut out = String::new();
-        let fields: [(&str, &AtomicU64); 31] = [
+        let fields: [(&str, &AtomicU64); 38] = [
             ("udp_datagrams", &self.udp_datagrams),
             ("udp_bytes", &self.udp_bytes),
             ("udp_dropped_queue_full", &self.udp_dropped_queue_full),
@@ -106,6 +118,13 @@ impl Metrics {
             ("requests_failed", &self.requests_failed),
             ("requests_unauthorized", &self.requests_unauthorized),
             ("values_truncated", &self.values_truncated),
+            ("spool_chunks_written", &self.spool_chunks_written),
+            ("spool_chunks", &self.spool_chunks),
+            ("spool_bytes", &self.spool_bytes),
+            ("spool_full_waits", &self.spool_full_waits),
+            ("spool_write_errors", &self.spool_write_errors),
+            ("chunks_quarantined", &self.chunks_quarantined),
+            ("rows_recovered", &self.rows_recovered),
             (
                 "problems_total",
                 &AtomicU64::new(self.problems.iter().map(Self::get).sum()),

@@ -29,7 +29,8 @@ use crate::decode::TimeContext;
 use crate::listen::{self, FrameBatch, ListenerContext};
 use crate::metrics::Metrics;
 use crate::record::{ProblemCounts, Reception, RecordSettings, RowBuilder, Table, write_json};
-use crate::sink::{self, Sink};
+use crate::sink::{self, BatchSource, Sink};
+use crate::spool::{Spool, SpoolSettings};
 
 /// Why `cefgate run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,8 @@ pub enum RunError {
     ShutdownTimeout(Duration),
     #[error("output: {0}")]
     OutputSetup(#[from] sink::OutputSetupError),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
 }
 
 fn bind_hint(e: &std::io::Error, address: &SocketAddr) -> &'static str {
@@ -78,13 +81,41 @@ pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError>
         .build()
         .map_err(RunError::Runtime)?;
     let (batch_tx, batch_rx) = flume::bounded::<Batch>(64);
-    // Fired at the shutdown deadline: an Azure output then dead-letters what it still holds.
+    // Fired at the shutdown deadline: an Azure output then leaves what it still holds in the
+    // spool (or, without one, dead-letters it).
     let give_up = CancellationToken::new();
+    let spool = match &config.spool {
+        None => None,
+        Some(sc) => {
+            let sc = sc.get_ref();
+            let (spool, recovery) = Spool::open(
+                SpoolSettings {
+                    path: sc.path.get_ref().clone(),
+                    max_bytes: sc.max_bytes,
+                    fsync: sc.fsync,
+                },
+                metrics.clone(),
+            )?;
+            if recovery.chunks > 0 || recovery.quarantined > 0 {
+                tracing::info!(
+                    "spool: {} chunk(s) with {} row(s) left from before are delivered first; {} damaged chunk(s) quarantined",
+                    recovery.chunks,
+                    recovery.rows,
+                    recovery.quarantined
+                );
+            }
+            Some(spool)
+        }
+    };
+    let source = || match &spool {
+        Some(s) => BatchSource::Spool(s.clone()),
+        None => BatchSource::Channel(batch_rx.clone()),
+    };
     let output = config.output.get_ref();
     let sink = match output.kind.get_ref() {
         OutputKind::Stdout => SinkHandle::Thread(spawn_sink(
             Box::new(sink::stdout()),
-            batch_rx,
+            source(),
             metrics.clone(),
         )),
         OutputKind::File => {
@@ -97,12 +128,17 @@ pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError>
                 path: path.display().to_string(),
                 source,
             })?;
-            SinkHandle::Thread(spawn_sink(Box::new(file), batch_rx, metrics.clone()))
+            SinkHandle::Thread(spawn_sink(Box::new(file), source(), metrics.clone()))
         }
         OutputKind::LogsIngestion | OutputKind::DataCollector => {
-            let azure = sink::azure(output, metrics.clone(), give_up.clone())?;
-            SinkHandle::Task(runtime.spawn(azure.serve(batch_rx, output.concurrency)))
+            let azure = sink::azure(output, metrics.clone(), give_up.clone(), spool.is_some())?;
+            SinkHandle::Task(runtime.spawn(azure.serve(source(), output.concurrency)))
         }
+    };
+    drop(batch_rx);
+    let hand_on = match &spool {
+        Some(s) => BatchOut::Spool(s.clone()),
+        None => BatchOut::Channel(batch_tx),
     };
 
     let (frame_tx, frame_rx) = flume::bounded::<FrameBatch>(config.pipeline.queue_batches);
@@ -124,7 +160,7 @@ pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError>
     let limits = BatchLimits::from(&config.batch);
     let worker_threads: Vec<JoinHandle<()>> = (0..workers)
         .map(|i| {
-            let (rx, tx, metrics) = (frame_rx.clone(), batch_tx.clone(), metrics.clone());
+            let (rx, tx, metrics) = (frame_rx.clone(), hand_on.clone(), metrics.clone());
             let builder = RowBuilder::new(record.clone());
             let zone = resolved.zone;
             std::thread::Builder::new()
@@ -133,7 +169,7 @@ pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError>
                 .expect("spawn a decode thread")
         })
         .collect();
-    drop((frame_rx, batch_tx));
+    drop((frame_rx, hand_on));
 
     let shutdown_timeout = Duration::from_secs(config.pipeline.shutdown_timeout_secs);
     let served = runtime.block_on(serve(&config, frame_tx, metrics.clone()));
@@ -141,6 +177,9 @@ pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError>
     let deadline = Instant::now() + shutdown_timeout;
     for worker in worker_threads {
         join_by(worker, deadline).ok_or(RunError::ShutdownTimeout(shutdown_timeout))?;
+    }
+    if let Some(spool) = &spool {
+        spool.close();
     }
     match sink {
         SinkHandle::Thread(thread) => {
@@ -165,6 +204,12 @@ pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError>
             if !finished {
                 return Err(RunError::ShutdownTimeout(shutdown_timeout));
             }
+        }
+    }
+    if let Some(spool) = &spool {
+        let left = spool.chunks_on_disk();
+        if left > 0 {
+            tracing::info!("spool: {left} chunk(s) kept for delivery at the next start");
         }
     }
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -292,19 +337,13 @@ fn decode_worker(
     zone: chrono::FixedOffset,
     limits: BatchLimits,
     frames: flume::Receiver<FrameBatch>,
-    batches: flume::Sender<Batch>,
+    batches: BatchOut,
     metrics: Arc<Metrics>,
 ) {
     let mut batcher = Batcher::new(limits);
     // The text of the last peer address, so a connection's frames format it once.
     let mut peer_text = (None::<IpAddr>, String::new());
-    let send = |batch: Batch| {
-        // The sink outlives the workers; a send only fails if it died, and then the
-        // rows cannot go anywhere: say so.
-        if batches.send(batch).is_err() {
-            tracing::error!("the output stopped; rows are being lost");
-        }
-    };
+    let send = |batch: Batch| batches.hand_on(batch);
     loop {
         let wait = batcher.next_due(Instant::now());
         let fb = match frames.recv_timeout(wait) {
@@ -350,20 +389,69 @@ fn decode_worker(
     batcher.take_all().into_iter().for_each(send);
 }
 
+/// Where the decode workers put finished batches.
+#[derive(Clone)]
+enum BatchOut {
+    /// Straight to the output, in memory.
+    Channel(flume::Sender<Batch>),
+    /// Into the durable spool; returns once the batch is on disk (waits while it is full).
+    Spool(Arc<Spool>),
+}
+
+impl BatchOut {
+    fn hand_on(&self, batch: Batch) {
+        match self {
+            BatchOut::Channel(tx) => {
+                // The output outlives the workers; a send only fails if it died, and then
+                // the rows cannot go anywhere: say so.
+                if tx.send(batch).is_err() {
+                    tracing::error!("the output stopped; rows are being lost");
+                }
+            }
+            BatchOut::Spool(spool) => spool.append(&batch),
+        }
+    }
+}
+
+/// The local outputs write on their own thread (file I/O blocks).
 fn spawn_sink(
     mut sink: Box<dyn Sink>,
-    batches: flume::Receiver<Batch>,
+    source: BatchSource,
     metrics: Arc<Metrics>,
 ) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("sink".into())
         .spawn(move || {
-            for batch in batches.iter() {
-                match sink.write(&batch) {
-                    Ok(()) => Metrics::add(&metrics.batches_written, 1),
-                    Err(e) => {
-                        Metrics::add(&metrics.output_errors, 1);
-                        tracing::error!("writing {} rows failed: {e}", batch.rows);
+            let mut write = |batch: &Batch| match sink.write(batch) {
+                Ok(()) => {
+                    Metrics::add(&metrics.batches_written, 1);
+                    true
+                }
+                Err(e) => {
+                    Metrics::add(&metrics.output_errors, 1);
+                    tracing::error!("writing {} rows failed: {e}", batch.rows);
+                    false
+                }
+            };
+            match source {
+                BatchSource::Channel(rx) => {
+                    for batch in rx.iter() {
+                        write(&batch);
+                    }
+                }
+                BatchSource::Spool(spool) => {
+                    let waiter = tokio::runtime::Builder::new_current_thread()
+                        .build()
+                        .expect("a current-thread runtime");
+                    while let Some(chunk) = waiter.block_on(spool.next()) {
+                        if let Some(batch) = spool.read(chunk) {
+                            // A failed write keeps the chunk for the next start.
+                            if write(&batch) {
+                                spool.remove(chunk);
+                            } else {
+                                spool.release(chunk);
+                            }
+                        }
                     }
                 }
             }

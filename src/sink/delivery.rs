@@ -14,6 +14,7 @@ use super::retry::{Backoff, Outcome};
 use crate::batch::Batch;
 use crate::metrics::Metrics;
 use crate::record::Table;
+use crate::spool::Spool;
 
 /// One ingestion API: turns rows into a request and the response into an [`Outcome`].
 pub trait Api: Send + Sync + 'static {
@@ -52,8 +53,11 @@ pub struct Delivery<A: Api> {
     max_request_bytes: usize,
     dead_letters: DeadLetterQueue,
     metrics: Arc<Metrics>,
-    /// Fired at the shutdown deadline: rows still undelivered then are dead-lettered.
+    /// Fired at the shutdown deadline: rows still undelivered then are dead-lettered, or,
+    /// with a spool, left in their chunk for the next start.
     give_up: CancellationToken,
+    /// A spool holds the rows: on give-up, keep them rather than dead-letter them.
+    pub keep_on_give_up: bool,
 }
 
 impl<A: Api> Delivery<A> {
@@ -72,6 +76,7 @@ impl<A: Api> Delivery<A> {
             dead_letters,
             metrics,
             give_up,
+            keep_on_give_up: false,
         }
     }
 
@@ -82,8 +87,9 @@ impl<A: Api> Delivery<A> {
             .expect("a route per table")
     }
 
-    /// Delivers every row of `batch`, or dead-letters it; returns when each row is settled.
-    pub async fn deliver(&self, batch: Batch) {
+    /// Delivers every row of `batch`, or dead-letters it. Returns `true` when every row is
+    /// settled that way, `false` when some were left undelivered at a give-up (spool mode).
+    pub async fn deliver(&self, batch: Batch) -> bool {
         let route = self.route(batch.table);
         let rows: Vec<&[u8]> = batch
             .body
@@ -92,7 +98,7 @@ impl<A: Api> Delivery<A> {
             .collect();
         let Some(name) = route.name.as_deref() else {
             Metrics::add(&self.metrics.rows_unrouted, rows.len() as u64);
-            return;
+            return true;
         };
         // Requests within the size limit; a row that alone exceeds it can never be sent.
         let mut chunk: Vec<&[u8]> = Vec::new();
@@ -111,19 +117,21 @@ impl<A: Api> Delivery<A> {
                 continue;
             }
             if size + row.len() + 1 > self.max_request_bytes && !chunk.is_empty() {
-                self.deliver_rows(route, name, std::mem::take(&mut chunk))
-                    .await;
+                if !self
+                    .deliver_rows(route, name, std::mem::take(&mut chunk))
+                    .await
+                {
+                    return false;
+                }
                 size = 1;
             }
             size += row.len() + 1;
             chunk.push(row);
         }
-        if !chunk.is_empty() {
-            self.deliver_rows(route, name, chunk).await;
-        }
+        chunk.is_empty() || self.deliver_rows(route, name, chunk).await
     }
 
-    async fn deliver_rows(&self, route: &Route, name: &str, rows: Vec<&[u8]>) {
+    async fn deliver_rows(&self, route: &Route, name: &str, rows: Vec<&[u8]>) -> bool {
         let mut pending = vec![rows];
         while let Some(rows) = pending.pop() {
             let mut backoff = Backoff::default();
@@ -138,6 +146,9 @@ impl<A: Api> Delivery<A> {
                     break;
                 }
                 if self.give_up.is_cancelled() {
+                    if self.keep_on_give_up {
+                        return false;
+                    }
                     self.dead_letter(name, "not delivered before shutdown", &rows);
                     break;
                 }
@@ -206,6 +217,7 @@ impl<A: Api> Delivery<A> {
                 }
             }
         }
+        true
     }
 
     fn dead_letter(&self, route: &str, error: &str, rows: &[&[u8]]) {
@@ -237,6 +249,34 @@ pub async fn serve<A: Api>(
         tasks.spawn(async move {
             delivery.deliver(batch).await;
             Metrics::add(&metrics.batches_written, 1);
+            drop(slot);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Runs `delivery` over the spool's chunks, oldest first, up to `concurrency` at once. A
+/// chunk is deleted once settled; one left undelivered at a give-up stays for the next start.
+pub async fn serve_spool<A: Api>(
+    delivery: Arc<Delivery<A>>,
+    spool: Arc<Spool>,
+    concurrency: usize,
+) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    while let Some(chunk) = spool.next().await {
+        let slot = slots.clone().acquire_owned().await.expect("semaphore open");
+        let (delivery, spool) = (delivery.clone(), spool.clone());
+        tasks.spawn(async move {
+            if let Some(batch) = spool.read(chunk) {
+                if delivery.deliver(batch).await {
+                    Metrics::add(&delivery.metrics.batches_written, 1);
+                    spool.remove(chunk);
+                } else {
+                    spool.release(chunk);
+                }
+            }
             drop(slot);
         });
         while tasks.try_join_next().is_some() {}

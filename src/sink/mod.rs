@@ -50,11 +50,29 @@ pub enum AzureOutput {
     DataCollector(Arc<Delivery<DataCollectorApi>>),
 }
 
+/// Where an output takes its batches from.
+pub enum BatchSource {
+    /// Straight from the decode workers (memory only).
+    Channel(flume::Receiver<Batch>),
+    /// From the durable spool.
+    Spool(Arc<crate::spool::Spool>),
+}
+
 impl AzureOutput {
-    pub async fn serve(self, batches: flume::Receiver<Batch>, concurrency: usize) {
-        match self {
-            AzureOutput::LogsIngestion(d) => delivery::serve(d, batches, concurrency).await,
-            AzureOutput::DataCollector(d) => delivery::serve(d, batches, concurrency).await,
+    pub async fn serve(self, source: BatchSource, concurrency: usize) {
+        match (self, source) {
+            (AzureOutput::LogsIngestion(d), BatchSource::Channel(rx)) => {
+                delivery::serve(d, rx, concurrency).await
+            }
+            (AzureOutput::DataCollector(d), BatchSource::Channel(rx)) => {
+                delivery::serve(d, rx, concurrency).await
+            }
+            (AzureOutput::LogsIngestion(d), BatchSource::Spool(s)) => {
+                delivery::serve_spool(d, s, concurrency).await
+            }
+            (AzureOutput::DataCollector(d), BatchSource::Spool(s)) => {
+                delivery::serve_spool(d, s, concurrency).await
+            }
         }
     }
 }
@@ -107,6 +125,7 @@ pub fn azure(
     config: &OutputConfig,
     metrics: Arc<Metrics>,
     give_up: CancellationToken,
+    spooled: bool,
 ) -> Result<AzureOutput, OutputSetupError> {
     let client = http_client(Duration::from_secs(config.timeout_secs))?;
     let dead_letter_path = config
@@ -195,14 +214,10 @@ pub fn azure(
                     ),
                 ),
             ];
-            Ok(AzureOutput::LogsIngestion(Arc::new(Delivery::new(
-                api,
-                routes,
-                max(1_048_576),
-                dead_letters,
-                metrics,
-                give_up,
-            ))))
+            let mut delivery =
+                Delivery::new(api, routes, max(1_048_576), dead_letters, metrics, give_up);
+            delivery.keep_on_give_up = spooled;
+            Ok(AzureOutput::LogsIngestion(Arc::new(delivery)))
         }
         OutputKind::DataCollector => {
             let workspace = text(&config.workspace_id).unwrap_or_default();
@@ -236,14 +251,10 @@ pub fn azure(
                     Some(text(&config.syslog_log_type).unwrap_or_else(|| "Syslog".into())),
                 ),
             ];
-            Ok(AzureOutput::DataCollector(Arc::new(Delivery::new(
-                api,
-                routes,
-                max(30_000_000),
-                dead_letters,
-                metrics,
-                give_up,
-            ))))
+            let mut delivery =
+                Delivery::new(api, routes, max(30_000_000), dead_letters, metrics, give_up);
+            delivery.keep_on_give_up = spooled;
+            Ok(AzureOutput::DataCollector(Arc::new(delivery)))
         }
         OutputKind::Stdout | OutputKind::File => unreachable!("not an Azure output"),
     }
