@@ -121,7 +121,10 @@ impl Cefgate {
     /// Rows written so far.
     pub fn rows(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.output).unwrap_or_default();
-        text.lines()
+        // Only whole lines: cefgate may be in the middle of writing the last one.
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete
+            .lines()
             .filter(|l| !l.is_empty())
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad row {l:?}: {e}")))
             .collect()
@@ -255,7 +258,10 @@ impl Emulator {
     pub fn rows(&self, table: &str) -> Vec<Value> {
         let text = std::fs::read_to_string(self.data.path().join(format!("{table}.ndjson")))
             .unwrap_or_default();
-        text.lines()
+        // Only whole lines: the emulator may be in the middle of writing the last one.
+        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+        complete
+            .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }
