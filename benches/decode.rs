@@ -27,6 +27,7 @@ fn bench(c: &mut Criterion) {
     let builder = RowBuilder::new(RecordSettings {
         collector_host: "collector".into(),
         time_generated: vec![TimeSource::Received],
+        event_id: false,
     });
     let rx = Reception {
         time: TimeContext::new(

@@ -320,6 +320,10 @@ pub struct RecordConfig {
     pub timezone: Option<Spanned<String>>,
     /// `CollectorHostName`; default: this machine's host name.
     pub collector_host: Option<String>,
+    /// Add `CefgateEventId` (a hash of the raw message and its receive time) to every row,
+    /// to deduplicate in KQL after a redelivery.
+    #[serde(default)]
+    pub event_id: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -455,6 +459,18 @@ pub struct Resolved {
 }
 
 impl Config {
+    /// Where rows refused for good are kept: `[output] dead_letter_path`, else
+    /// `dead-letters.ndjson` in the spool folder, else `cefgate-dead-letters.ndjson` here.
+    pub fn dead_letter_path(&self) -> PathBuf {
+        if let Some(p) = &self.output.get_ref().dead_letter_path {
+            return p.get_ref().clone();
+        }
+        match &self.spool {
+            Some(s) => s.get_ref().path.get_ref().join("dead-letters.ndjson"),
+            None => PathBuf::from("cefgate-dead-letters.ndjson"),
+        }
+    }
+
     /// Parses and validates `text`; `file` names it in problems.
     pub fn parse(file: &str, text: &str) -> Result<(Config, Resolved), ConfigError> {
         let at = Locator { file, text };

@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use crate::record::{ColumnType, DIAGNOSTICS_COLUMN, FIELDS};
+use crate::record::{ColumnType, DIAGNOSTICS_COLUMN, EVENT_ID_COLUMN, FIELDS};
 
 /// Monitoring Metrics Publisher: the role that may ingest through a DCR.
 pub const MONITORING_METRICS_PUBLISHER: &str = "3913510d-42f4-4e42-8a64-420c390055eb";
@@ -37,6 +37,7 @@ pub fn common_security_log_columns() -> Vec<(&'static str, ColumnType)> {
     ];
     columns.extend(FIELDS.iter().map(|f| (f.column, f.column_type)));
     columns.push(("AdditionalExtensions", ColumnType::String));
+    columns.push((EVENT_ID_COLUMN, ColumnType::String));
     columns.push((DIAGNOSTICS_COLUMN, ColumnType::String));
     columns
 }
@@ -55,6 +56,7 @@ pub fn syslog_columns() -> Vec<(&'static str, ColumnType)> {
         ("ProcessID", ColumnType::Int),
         ("EventTime", ColumnType::DateTime),
         ("SyslogMessage", ColumnType::String),
+        (EVENT_ID_COLUMN, ColumnType::String),
         (DIAGNOSTICS_COLUMN, ColumnType::String),
     ]
 }
@@ -68,10 +70,10 @@ fn declare(columns: &[(&str, ColumnType)]) -> Value {
     )
 }
 
-/// The built-in tables have no `CefgateDiagnostics`: fold it into `AdditionalExtensions`
-/// (CommonSecurityLog) or drop it (Syslog, which has no catch-all column).
-const CSL_TRANSFORM: &str = "source | extend AdditionalExtensions = iif(isempty(CefgateDiagnostics), AdditionalExtensions, strcat(AdditionalExtensions, iif(isempty(AdditionalExtensions), '', ';'), 'cefgateDiagnostics=', CefgateDiagnostics)) | project-away CefgateDiagnostics";
-const SYSLOG_TRANSFORM: &str = "source | project-away CefgateDiagnostics";
+/// The built-in tables have no `CefgateDiagnostics` or `CefgateEventId`: fold them into
+/// `AdditionalExtensions` (CommonSecurityLog) or drop them (Syslog, which has no catch-all).
+const CSL_TRANSFORM: &str = "source | extend AdditionalExtensions = strcat_delim(';', AdditionalExtensions, iif(isempty(CefgateEventId), '', strcat('cefgateEventId=', CefgateEventId)), iif(isempty(CefgateDiagnostics), '', strcat('cefgateDiagnostics=', CefgateDiagnostics))) | extend AdditionalExtensions = trim(';', replace_regex(AdditionalExtensions, ';;+', ';')) | project-away CefgateDiagnostics, CefgateEventId";
+const SYSLOG_TRANSFORM: &str = "source | project-away CefgateDiagnostics, CefgateEventId";
 
 /// The ARM template. `cef_stream` and `syslog_stream` are the input stream names the
 /// `[output]` section uses.

@@ -36,6 +36,7 @@ pub mod config;
 pub mod convert;
 pub mod dcr;
 pub mod decode;
+pub mod dlq;
 pub mod emulate;
 pub mod frame;
 pub mod listen;

@@ -44,6 +44,11 @@ enum Command {
     Replay(ReplayArgs),
     /// Run a local workspace that answers like Azure (both ingestion APIs, token endpoints).
     Emulate(EmulateArgs),
+    /// Inspect or resend the rows the service refused for good (the dead-letter queue).
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Print the ARM template of a data collection rule for the logs-ingestion output.
     DcrTemplate {
         /// Route to custom CefGate_*_CL tables (created by the template) instead of the
@@ -112,6 +117,23 @@ struct EmulateArgs {
     max_request_bytes: usize,
 }
 
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Count dead-lettered rows by route and error.
+    List {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Send the dead-lettered rows again through the configured output.
+    Replay {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Give up after this long; rows still undelivered go back to the queue.
+        #[arg(long, default_value_t = 300)]
+        timeout_secs: u64,
+    },
+}
+
 #[derive(clap::Args)]
 struct ReplayArgs {
     /// Text files (one message per line) or packet captures (.pcap, .pcapng).
@@ -156,6 +178,9 @@ struct ConvertArgs {
     /// Name written to CollectorHostName (default: this machine's host name).
     #[arg(long)]
     collector_host: Option<String>,
+    /// Add CefgateEventId (a hash of the raw message and its receive time) to every row.
+    #[arg(long)]
+    event_id: bool,
 }
 
 fn main() -> ExitCode {
@@ -167,6 +192,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => convert(args),
         Command::Replay(args) => replay(args),
         Command::Emulate(args) => emulate(args),
+        Command::Dlq { action } => dlq(action),
         Command::DcrTemplate {
             custom_tables,
             cef_stream,
@@ -226,6 +252,40 @@ fn run(config: Option<PathBuf>) -> Result<(), String> {
     let metrics = cefgate::run::run(config, resolved).map_err(|e| e.to_string())?;
     eprint!("{}", metrics.report());
     Ok(())
+}
+
+fn dlq(action: DlqAction) -> Result<(), String> {
+    match action {
+        DlqAction::List { config } => {
+            let (config, _) = load(Some(&config))?;
+            let path = config.dead_letter_path();
+            let s = cefgate::dlq::list(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            println!("{}: {} dead-lettered row(s)", path.display(), s.entries);
+            if let (Some(o), Some(n)) = (&s.oldest, &s.newest) {
+                println!("from {o} to {n}");
+            }
+            for ((route, error), n) in &s.by_cause {
+                println!("{n:>8}  {route}  {error}");
+            }
+            if !s.unreadable.is_empty() {
+                println!("unreadable lines: {:?}", s.unreadable);
+            }
+            Ok(())
+        }
+        DlqAction::Replay {
+            config,
+            timeout_secs,
+        } => {
+            let (config, _) = load(Some(&config))?;
+            let o = cefgate::dlq::replay(&config, std::time::Duration::from_secs(timeout_secs))?;
+            println!(
+                "replayed {} row(s): {} delivered, {} dead-lettered again",
+                o.rows, o.delivered, o.dead_lettered_again
+            );
+            Ok(())
+        }
+    }
 }
 
 fn emulate(args: EmulateArgs) -> Result<(), String> {
@@ -377,6 +437,7 @@ fn convert(args: ConvertArgs) -> Result<(), String> {
     }
     let mut record = RecordSettings {
         time_generated,
+        event_id: args.event_id,
         ..RecordSettings::default()
     };
     if let Some(host) = args.collector_host {

@@ -131,7 +131,13 @@ pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError>
             SinkHandle::Thread(spawn_sink(Box::new(file), source(), metrics.clone()))
         }
         OutputKind::LogsIngestion | OutputKind::DataCollector => {
-            let azure = sink::azure(output, metrics.clone(), give_up.clone(), spool.is_some())?;
+            let azure = sink::azure(
+                output,
+                &config.dead_letter_path(),
+                metrics.clone(),
+                give_up.clone(),
+                spool.is_some(),
+            )?;
             SinkHandle::Task(runtime.spawn(azure.serve(source(), output.concurrency)))
         }
     };
@@ -149,6 +155,7 @@ pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError>
     };
     let record = RecordSettings {
         time_generated: resolved.time_generated.clone(),
+        event_id: config.record.event_id,
         ..match &config.record.collector_host {
             Some(host) => RecordSettings {
                 collector_host: host.clone(),

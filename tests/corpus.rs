@@ -126,6 +126,7 @@ fn rows(cases: &[Case]) -> Vec<Map<String, Value>> {
     let builder = RowBuilder::new(RecordSettings {
         collector_host: "cefgate-test".into(),
         time_generated: vec![TimeSource::Received],
+        event_id: false,
     });
     let received: DateTime<Utc> = RECEIVED_AT.parse().unwrap();
     let rx = Reception {

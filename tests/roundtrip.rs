@@ -66,6 +66,7 @@ proptest! {
         let builder = RowBuilder::new(RecordSettings {
             collector_host: "c".into(),
             time_generated: vec![TimeSource::Rt, TimeSource::Start, TimeSource::Syslog, TimeSource::Received],
+            event_id: false,
         });
         let rx = Reception {
             time: TimeContext::new(chrono::Utc::now(), chrono::FixedOffset::east_opt(0).unwrap()),

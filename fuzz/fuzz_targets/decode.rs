@@ -12,6 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let builder = RowBuilder::new(RecordSettings {
         collector_host: "fuzz".into(),
         time_generated: vec![TimeSource::Rt, TimeSource::End, TimeSource::Syslog],
+        event_id: false,
     });
     let rx = Reception {
         time: TimeContext::new(

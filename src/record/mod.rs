@@ -100,6 +100,21 @@ pub struct RecordSettings {
     pub collector_host: String,
     /// Precedence for `TimeGenerated`; `Received` is always the last resort.
     pub time_generated: Vec<TimeSource>,
+    /// Add [`EVENT_ID_COLUMN`] to every row.
+    pub event_id: bool,
+}
+
+/// A deterministic ID of the message (its raw bytes and receive time), so that a row
+/// delivered twice after a recovery can be deduplicated in KQL.
+pub const EVENT_ID_COLUMN: &str = "CefgateEventId";
+
+/// `xxh3-64(receive time in ns, little-endian ++ raw message)` as 16 hex digits.
+pub fn event_id(text: &str, received_at: &DateTime<Utc>) -> String {
+    let nanos = received_at.timestamp_nanos_opt().unwrap_or_default();
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&nanos.to_le_bytes());
+    hasher.update(text.as_bytes());
+    format!("{:016x}", hasher.digest())
 }
 
 impl Default for RecordSettings {
@@ -107,6 +122,7 @@ impl Default for RecordSettings {
         Self {
             collector_host: gethostname::gethostname().to_string_lossy().into_owned(),
             time_generated: vec![TimeSource::Received],
+            event_id: false,
         }
     }
 }
@@ -167,6 +183,11 @@ impl RowBuilder {
                     detail: None,
                 },
             );
+        }
+        if self.settings.event_id {
+            let id = event_id(text, &rx.time.received_at);
+            row.columns
+                .push((EVENT_ID_COLUMN, Value::Str(Cow::Owned(id))));
         }
         if !row.problems.is_empty() {
             let mut text = String::new();

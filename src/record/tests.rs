@@ -5,6 +5,7 @@ fn builder(time_generated: Vec<TimeSource>) -> RowBuilder {
     RowBuilder::new(RecordSettings {
         collector_host: "collector".into(),
         time_generated,
+        event_id: false,
     })
 }
 
@@ -232,4 +233,35 @@ fn problem_counts() {
     assert_eq!(counts.rows_with_problems, 2);
     assert_eq!(counts.get(ProblemKind::ValueType), 2);
     assert_eq!(counts.get(ProblemKind::NoSyslogHeader), 1);
+}
+
+#[test]
+fn event_ids_are_deterministic_and_optional() {
+    let mut settings = RecordSettings {
+        collector_host: "c".into(),
+        time_generated: vec![TimeSource::Received],
+        event_id: true,
+    };
+    let b = RowBuilder::new(settings.clone());
+    fn id(b: &RowBuilder, text: &str) -> Option<String> {
+        match b.build(text, false, &rx(None)).get(EVENT_ID_COLUMN) {
+            Some(Value::Str(s)) => Some(s.to_string()),
+            _ => None,
+        }
+    }
+    let a1 = id(&b, "CEF:0|V|P|1|1|n|1|src=1.1.1.1");
+    assert_eq!(
+        a1,
+        id(&b, "CEF:0|V|P|1|1|n|1|src=1.1.1.1"),
+        "same message, same receive time"
+    );
+    assert_ne!(a1, id(&b, "CEF:0|V|P|1|1|n|1|src=1.1.1.2"));
+    let hex = a1.unwrap();
+    assert_eq!(hex.len(), 16);
+    assert_eq!(
+        hex,
+        event_id("CEF:0|V|P|1|1|n|1|src=1.1.1.1", &rx(None).time.received_at)
+    );
+    settings.event_id = false;
+    assert_eq!(id(&RowBuilder::new(settings), "CEF:0|V|P|1|1|n|1|"), None);
 }

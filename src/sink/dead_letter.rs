@@ -8,6 +8,43 @@ use std::sync::Mutex;
 use chrono::Utc;
 
 use crate::decode::time::iso8601;
+use crate::record::Table;
+
+/// One entry of the dead-letter queue, as read back by `cefgate dlq`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetter {
+    pub dead_lettered_at: String,
+    pub table: String,
+    pub route: String,
+    pub error: String,
+    pub row: Box<serde_json::value::RawValue>,
+}
+
+impl DeadLetter {
+    pub fn table(&self) -> Option<Table> {
+        match self.table.as_str() {
+            "CommonSecurityLog" => Some(Table::CommonSecurityLog),
+            "Syslog" => Some(Table::Syslog),
+            _ => None,
+        }
+    }
+}
+
+/// Reads a dead-letter file; lines that are not entries are reported as `Err(line number)`.
+pub fn read(path: &Path) -> std::io::Result<Vec<Result<DeadLetter, usize>>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|_| i + 1))
+        .collect())
+}
 
 /// Appends refused rows to a file. Shared by every route of an output.
 pub struct DeadLetterQueue {
@@ -32,13 +69,22 @@ impl DeadLetterQueue {
     }
 
     /// Stores `rows` (each one JSON object) with why they were refused and where they were
-    /// going. One line per row: `{"deadLetteredAt":..,"route":..,"error":..,"row":{..}}`.
-    pub fn store(&self, route: &str, error: &str, rows: &[&[u8]]) -> std::io::Result<()> {
+    /// going. One line per row:
+    /// `{"deadLetteredAt":..,"table":..,"route":..,"error":..,"row":{..}}`.
+    pub fn store(
+        &self,
+        table: Table,
+        route: &str,
+        error: &str,
+        rows: &[&[u8]],
+    ) -> std::io::Result<()> {
         let mut out = Vec::with_capacity(rows.iter().map(|r| r.len() + 128).sum());
         let when = iso8601(&Utc::now());
         for row in rows {
             out.extend_from_slice(b"{\"deadLetteredAt\":");
             serde_json::to_writer(&mut out, &when)?;
+            out.extend_from_slice(b",\"table\":");
+            serde_json::to_writer(&mut out, table.name())?;
             out.extend_from_slice(b",\"route\":");
             serde_json::to_writer(&mut out, route)?;
             out.extend_from_slice(b",\"error\":");

@@ -106,6 +106,7 @@ impl<A: Api> Delivery<A> {
         for row in rows {
             if self.api.request_size(&[row]) > self.max_request_bytes {
                 self.dead_letter(
+                    batch.table,
                     name,
                     &format!(
                         "row of {} bytes exceeds the request limit of {} bytes",
@@ -139,6 +140,7 @@ impl<A: Api> Delivery<A> {
             loop {
                 if route.stopped.load(Ordering::Relaxed) {
                     self.dead_letter(
+                        route.table,
                         name,
                         "route stopped: the service answered 404 (see the log)",
                         &rows,
@@ -149,7 +151,7 @@ impl<A: Api> Delivery<A> {
                     if self.keep_on_give_up {
                         return false;
                     }
-                    self.dead_letter(name, "not delivered before shutdown", &rows);
+                    self.dead_letter(route.table, name, "not delivered before shutdown", &rows);
                     break;
                 }
                 let wait = match self.api.send(name, &rows).await {
@@ -169,6 +171,7 @@ impl<A: Api> Delivery<A> {
                     }
                     Outcome::TooLarge => {
                         self.dead_letter(
+                            route.table,
                             name,
                             "the service refused the row as too large (413)",
                             &rows,
@@ -176,7 +179,7 @@ impl<A: Api> Delivery<A> {
                         break;
                     }
                     Outcome::Rejected { error } => {
-                        self.dead_letter(name, &error, &rows);
+                        self.dead_letter(route.table, name, &error, &rows);
                         break;
                     }
                     Outcome::RetryAfter(wait) => {
@@ -220,10 +223,10 @@ impl<A: Api> Delivery<A> {
         true
     }
 
-    fn dead_letter(&self, route: &str, error: &str, rows: &[&[u8]]) {
+    fn dead_letter(&self, table: Table, route: &str, error: &str, rows: &[&[u8]]) {
         Metrics::add(&self.metrics.rows_dead_lettered, rows.len() as u64);
         tracing::warn!("{route}: {} row(s) dead-lettered: {error}", rows.len());
-        if let Err(e) = self.dead_letters.store(route, error, rows) {
+        if let Err(e) = self.dead_letters.store(table, route, error, rows) {
             Metrics::add(&self.metrics.output_errors, 1);
             tracing::error!(
                 "{route}: cannot write {} row(s) to the dead-letter queue {}: {e}",

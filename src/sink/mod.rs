@@ -123,18 +123,20 @@ fn text(v: &Option<toml::Spanned<String>>) -> Option<String> {
 /// data-collector `[output]`).
 pub fn azure(
     config: &OutputConfig,
+    dead_letter_path: &std::path::Path,
     metrics: Arc<Metrics>,
     give_up: CancellationToken,
     spooled: bool,
 ) -> Result<AzureOutput, OutputSetupError> {
     let client = http_client(Duration::from_secs(config.timeout_secs))?;
-    let dead_letter_path = config
-        .dead_letter_path
-        .as_ref()
-        .map(|p| p.get_ref().clone())
-        .unwrap_or_else(|| PathBuf::from("cefgate-dead-letters.ndjson"));
+    if let Some(dir) = dead_letter_path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        let _ = std::fs::create_dir_all(dir);
+    }
     let dead_letters =
-        DeadLetterQueue::open(&dead_letter_path).map_err(|source| OutputSetupError::Open {
+        DeadLetterQueue::open(dead_letter_path).map_err(|source| OutputSetupError::Open {
             path: dead_letter_path.display().to_string(),
             source,
         })?;
