@@ -208,6 +208,9 @@ pub struct OutputConfig {
     /// Azure outputs: time allowed for one request.
     #[serde(default = "defaults::request_timeout_secs")]
     pub timeout_secs: u64,
+    /// Azure outputs: the longest wait between retries (the back-off doubles up to it).
+    #[serde(default = "defaults::retry_max_secs")]
+    pub retry_max_secs: u64,
     /// Azure outputs: largest request body (bytes, uncompressed); default 1 MiB for Logs
     /// Ingestion, 30 MB for Data Collector, which are the services' limits.
     pub max_request_bytes: Option<Spanned<usize>>,
@@ -393,6 +396,9 @@ mod defaults {
     }
     pub fn gzip() -> bool {
         true
+    }
+    pub fn retry_max_secs() -> u64 {
+        60
     }
     pub fn spool_max_bytes() -> u64 {
         10 * 1024 * 1024 * 1024

@@ -58,6 +58,8 @@ pub struct Delivery<A: Api> {
     give_up: CancellationToken,
     /// A spool holds the rows: on give-up, keep them rather than dead-letter them.
     pub keep_on_give_up: bool,
+    /// The longest wait between retries.
+    pub retry_max: Duration,
 }
 
 impl<A: Api> Delivery<A> {
@@ -77,6 +79,7 @@ impl<A: Api> Delivery<A> {
             metrics,
             give_up,
             keep_on_give_up: false,
+            retry_max: Duration::from_secs(60),
         }
     }
 
@@ -135,7 +138,7 @@ impl<A: Api> Delivery<A> {
     async fn deliver_rows(&self, route: &Route, name: &str, rows: Vec<&[u8]>) -> bool {
         let mut pending = vec![rows];
         while let Some(rows) = pending.pop() {
-            let mut backoff = Backoff::default();
+            let mut backoff = Backoff::new(Duration::from_millis(500), self.retry_max);
             let mut last_auth_warning: Option<Instant> = None;
             loop {
                 if route.stopped.load(Ordering::Relaxed) {

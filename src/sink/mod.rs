@@ -219,6 +219,7 @@ pub fn azure(
             let mut delivery =
                 Delivery::new(api, routes, max(1_048_576), dead_letters, metrics, give_up);
             delivery.keep_on_give_up = spooled;
+            delivery.retry_max = Duration::from_secs(config.retry_max_secs.max(1));
             Ok(AzureOutput::LogsIngestion(Arc::new(delivery)))
         }
         OutputKind::DataCollector => {
@@ -256,6 +257,7 @@ pub fn azure(
             let mut delivery =
                 Delivery::new(api, routes, max(30_000_000), dead_letters, metrics, give_up);
             delivery.keep_on_give_up = spooled;
+            delivery.retry_max = Duration::from_secs(config.retry_max_secs.max(1));
             Ok(AzureOutput::DataCollector(Arc::new(delivery)))
         }
         OutputKind::Stdout | OutputKind::File => unreachable!("not an Azure output"),

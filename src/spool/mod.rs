@@ -214,7 +214,8 @@ impl Spool {
             let seq = {
                 let mut inner = self.inner.lock().expect("spool lock");
                 // A batch larger than the whole spool still goes in when the spool is empty.
-                while inner.bytes + size > self.settings.max_bytes && !inner.queued.is_empty() {
+                // (Chunks being delivered count: they are still on disk.)
+                while inner.bytes + size > self.settings.max_bytes && inner.bytes > 0 {
                     if !waited {
                         waited = true;
                         Metrics::add(&self.metrics.spool_full_waits, 1);

@@ -118,6 +118,13 @@ impl Cefgate {
         self.child.as_ref().unwrap().id()
     }
 
+    /// SIGKILL: no shutdown, no flush.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
     /// Rows written so far.
     pub fn rows(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.output).unwrap_or_default();
@@ -215,9 +222,14 @@ pub struct Emulator {
 
 impl Emulator {
     pub fn start(args: &[&str]) -> Self {
+        Self::start_at("127.0.0.1:0", args)
+    }
+
+    /// On a given address (to restart "the same endpoint" after an outage).
+    pub fn start_at(address: &str, args: &[&str]) -> Self {
         let data = tempfile::tempdir().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_cefgate"))
-            .args(["emulate", "--address", "127.0.0.1:0", "--data"])
+            .args(["emulate", "--address", address, "--data"])
             .arg(data.path())
             .args(args)
             .env("RUST_LOG", "info")
@@ -296,4 +308,13 @@ impl Drop for Emulator {
             let _ = child.wait();
         }
     }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
