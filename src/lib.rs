@@ -17,7 +17,7 @@
 //! | decode | [`decode`] | syslog header ([`decode::syslog`], via `syslog_loose`), CEF record ([`decode::cef`], nom), timestamps ([`decode::time`]) |
 //! | record | [`record`] | one decoded message -> one typed row; CEF keys mapped by the dictionary in `grammars/cef-fields.tsv`; problems recorded on the row |
 //! | batch | [`batch`] | rows routed per table, flushed by rows, bytes and age |
-//! | spool | *planned* (`spool`) | batches on disk until the API confirms them |
+//! | spool | [`spool`] | batches on disk (checksummed chunks) until the API confirms them |
 //! | sink | [`sink`] | stdout, files, the Logs Ingestion and Data Collector APIs (retries, splitting, dead letters) |
 //!
 //! [`run`] wires the stages into the `cefgate run` service (threads, queues, back-pressure,
@@ -25,7 +25,8 @@
 //! [`convert`] runs decode and record over captured lines offline (`cefgate convert`),
 //! [`replay`] sends captures to a syslog target (`cefgate replay`), [`emulate`] is a local
 //! Azure workspace (`cefgate emulate`), [`dcr`] writes the data collection rule
-//! (`cefgate dcr-template`), [`auth`] gets bearer tokens, and `main.rs` is the command line.
+//! (`cefgate dcr-template`), [`dlq`] lists and resends dead letters (`cefgate dlq`), [`auth`]
+//! gets bearer tokens, and `main.rs` is the command line.
 //!
 //! The formal grammars the decoders implement live in `grammars/` at the top of the
 //! repository; the tests in `tests/` replay the captures in `fixtures/`.
