@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::delivery::Api;
-use super::logs_ingestion::{request_id, service_ids};
-use super::retry::{Outcome, parse_retry_after};
+use super::logs_ingestion::{failure, request_id};
+use super::retry::Outcome;
 use super::signature::{SharedKeySigner, imf_fixdate};
 use crate::auth::error_chain;
 use crate::metrics::Metrics;
@@ -122,17 +122,7 @@ impl Api for DataCollectorApi {
         if status == 200 || status == 202 || status == 204 {
             return Outcome::Delivered;
         }
-        let ids = service_ids(&response);
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let text = response.text().await.unwrap_or_default();
-        let detail = format!(
-            "HTTP {status} ({ids}): {}",
-            text.chars().take(500).collect::<String>()
-        );
+        let (detail, retry_after) = failure(response).await;
         match status {
             429 | 500 | 503 => match retry_after {
                 Some(wait) => Outcome::RetryAfter(wait),

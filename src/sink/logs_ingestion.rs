@@ -39,6 +39,24 @@ pub fn request_id() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
+/// What a failed response says: `HTTP <status> (<service ids>): <start of the body>`, and its
+/// `Retry-After`, if any. Shared by both APIs.
+pub async fn failure(response: reqwest::Response) -> (String, Option<std::time::Duration>) {
+    let status = response.status().as_u16();
+    let ids = service_ids(&response);
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let text = response.text().await.unwrap_or_default();
+    let detail = format!(
+        "HTTP {status} ({ids}): {}",
+        text.chars().take(500).collect::<String>()
+    );
+    (detail, retry_after)
+}
+
 /// `x-ms-request-id` and `x-ms-error-code` of a response, for the log.
 pub fn service_ids(response: &reqwest::Response) -> String {
     let header = |name| {
@@ -103,17 +121,7 @@ impl Api for LogsIngestionApi {
         if status == 204 || status == 200 {
             return Outcome::Delivered;
         }
-        let ids = service_ids(&response);
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let text = response.text().await.unwrap_or_default();
-        let detail = format!(
-            "HTTP {status} ({ids}): {}",
-            text.chars().take(500).collect::<String>()
-        );
+        let (detail, retry_after) = failure(response).await;
         match status {
             413 => Outcome::TooLarge,
             400 => Outcome::Rejected { error: detail },
