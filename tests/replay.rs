@@ -67,6 +67,33 @@ fn write_pcap(path: &Path) {
     }
 }
 
+fn write_pcapng(path: &Path) {
+    use pcap_file::DataLink;
+    use pcap_file::pcapng::PcapNgWriter;
+    use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+    use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+    let mut w = PcapNgWriter::new(std::fs::File::create(path).unwrap()).unwrap();
+    w.write_pcapng_block(InterfaceDescriptionBlock::new(DataLink::ETHERNET, 65535))
+        .unwrap();
+    for (i, text) in [
+        "<13>Nov 26 09:00:00 fw a: ng one",
+        "<13>Nov 26 09:00:01 fw a: ng two",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let data = udp_packet(text.as_bytes());
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: 0,
+            timestamp: Duration::from_millis(i as u64),
+            original_len: data.len() as u32,
+            data: data.into(),
+            options: vec![],
+        })
+        .unwrap();
+    }
+}
+
 fn messages(rows: &[serde_json::Value]) -> Vec<String> {
     let mut m: Vec<String> = rows
         .iter()
@@ -102,6 +129,19 @@ fn a_packet_capture_is_replayed_message_by_message() {
         4,
         "the retransmission is not a message"
     );
+}
+
+#[test]
+fn a_pcapng_capture_is_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let pcapng = dir.path().join("capture.pcapng");
+    write_pcapng(&pcapng);
+    let mut gate = Cefgate::start(UDP_AND_TCP);
+    let to = format!("udp://{}", gate.udp.unwrap());
+    replay(&["--to", &to, pcapng.to_str().unwrap()]);
+    let rows = gate.wait_rows(2);
+    assert_eq!(messages(&rows), ["ng one", "ng two"]);
+    gate.stop();
 }
 
 #[test]

@@ -284,3 +284,18 @@ fn sigterm_while_sending_loses_nothing_that_was_read() {
     );
     assert_eq!(counters.get("rows_total"), read);
 }
+
+#[test]
+fn idle_connections_are_closed_and_counted() {
+    let mut gate = Cefgate::start(&tcp_listener("idle_timeout_secs = 1"));
+    let mut s = connect(gate.tcp.unwrap());
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(b"<13>Nov 26 09:00:00 h a: then silence\n")
+        .unwrap();
+    let mut byte = [0u8; 1];
+    // cefgate closes the connection after a second of silence.
+    assert_eq!(s.read(&mut byte).unwrap_or(0), 0);
+    gate.wait_rows(1);
+    let counters = gate.stop();
+    assert_eq!(counters.get("connections_idle_closed"), 1);
+}
