@@ -72,7 +72,8 @@ fn bind_hint(e: &std::io::Error, address: &SocketAddr) -> &'static str {
     }
 }
 
-/// Runs until SIGTERM/SIGINT, then drains. `on_ready` is called with each bound address.
+/// Runs until SIGTERM/SIGINT, then drains; returns the counters. Each bound address is
+/// logged as `listening on <protocol> <address>`, then `ready`.
 pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError> {
     let metrics = Arc::new(Metrics::default());
     let runtime = tokio::runtime::Builder::new_multi_thread()
