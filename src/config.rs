@@ -601,19 +601,7 @@ impl Config {
         validate_output(&self.output, at, &mut problems);
         if let Some(spool) = &self.spool {
             let sc = spool.get_ref();
-            let parent = sc
-                .path
-                .get_ref()
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty());
-            if let Some(dir) = parent
-                && !dir.is_dir()
-            {
-                problems.push(at.problem(
-                    Some(sc.path.span()),
-                    format!("directory {} does not exist", dir.display()),
-                ));
-            }
+            parent_must_exist(&sc.path, at, &mut problems);
             if sc.max_bytes < 1024 * 1024 {
                 problems.push(at.problem(
                     Some(spool.span()),
@@ -671,6 +659,22 @@ impl Config {
         } else {
             Err(ConfigError { problems })
         }
+    }
+}
+
+/// A file cefgate will create needs an existing folder.
+fn parent_must_exist(path: &Spanned<PathBuf>, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>) {
+    let parent = path
+        .get_ref()
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = parent
+        && !dir.is_dir()
+    {
+        problems.push(at.problem(
+            Some(path.span()),
+            format!("directory {} does not exist", dir.display()),
+        ));
     }
 }
 
@@ -748,22 +752,8 @@ fn validate_output(
             ));
         }
     }
-    let dir_exists = |path: &Spanned<PathBuf>, problems: &mut Vec<ConfigProblem>| {
-        let parent = path
-            .get_ref()
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty());
-        if let Some(dir) = parent
-            && !dir.is_dir()
-        {
-            problems.push(at.problem(
-                Some(path.span()),
-                format!("directory {} does not exist", dir.display()),
-            ));
-        }
-    };
     for path in [&o.path, &o.dead_letter_path].into_iter().flatten() {
-        dir_exists(path, problems);
+        parent_must_exist(path, at, problems);
     }
     if let Some(endpoint) = &o.endpoint {
         let e = endpoint.get_ref();

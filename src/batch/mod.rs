@@ -14,27 +14,6 @@ pub struct Batch {
     pub body: Vec<u8>,
 }
 
-impl Batch {
-    /// The rows as one JSON array (`[row,row]`), the body both Azure APIs take.
-    pub fn json_array(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.body.len() + 2);
-        out.push(b'[');
-        for (i, line) in self
-            .body
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .enumerate()
-        {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(line);
-        }
-        out.push(b']');
-        out
-    }
-}
-
 /// When a batch is handed on.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
@@ -185,7 +164,6 @@ mod tests {
         assert_eq!(done.table, Table::Syslog);
         assert_eq!(done.rows, 2);
         assert_eq!(done.body, b"{\"a\":1}\n{\"a\":2}\n");
-        assert_eq!(done.json_array(), b"[{\"a\":1},{\"a\":2}]");
         let rest = b.take_all();
         assert_eq!(rest.len(), 1);
         assert_eq!(rest[0].table, Table::CommonSecurityLog);

@@ -36,6 +36,13 @@ impl Table {
             Table::Syslog => "Syslog",
         }
     }
+
+    /// The table [`Table::name`] names.
+    pub fn from_name(name: &str) -> Option<Table> {
+        [Table::CommonSecurityLog, Table::Syslog]
+            .into_iter()
+            .find(|t| t.name() == name)
+    }
 }
 
 /// A column value, typed as its column is.

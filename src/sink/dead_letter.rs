@@ -23,11 +23,7 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     pub fn table(&self) -> Option<Table> {
-        match self.table.as_str() {
-            "CommonSecurityLog" => Some(Table::CommonSecurityLog),
-            "Syslog" => Some(Table::Syslog),
-            _ => None,
-        }
+        Table::from_name(&self.table)
     }
 }
 

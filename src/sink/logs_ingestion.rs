@@ -155,3 +155,15 @@ impl Api for LogsIngestionApi {
         self.tokens.invalidate().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_become_one_json_array() {
+        let rows: [&[u8]; 2] = [b"{\"a\":1}", b"{\"a\":2}"];
+        assert_eq!(json_array(&rows), b"[{\"a\":1},{\"a\":2}]");
+        assert_eq!(json_array(&[]), b"[]");
+    }
+}

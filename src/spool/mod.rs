@@ -97,18 +97,6 @@ pub struct SpoolError {
     pub source: io::Error,
 }
 
-fn table_name(t: Table) -> &'static str {
-    t.name()
-}
-
-fn table_from(name: &str) -> Option<Table> {
-    match name {
-        "CommonSecurityLog" => Some(Table::CommonSecurityLog),
-        "Syslog" => Some(Table::Syslog),
-        _ => None,
-    }
-}
-
 fn chunk_name(seq: u64) -> String {
     format!("{seq:016x}.chunk")
 }
@@ -233,7 +221,7 @@ impl Spool {
             let header = serde_json::to_vec(&Header {
                 cefgate_spool: 1,
                 seq,
-                table: table_name(batch.table).into(),
+                table: batch.table.name().into(),
                 rows: batch.rows,
                 bytes: batch.body.len(),
                 crc32: crc32fast::hash(&batch.body),
@@ -347,8 +335,8 @@ impl Spool {
         if crc32fast::hash(body) != header.crc32 {
             return Err("checksum mismatch".into());
         }
-        let table =
-            table_from(&header.table).ok_or_else(|| format!("unknown table {:?}", header.table))?;
+        let table = Table::from_name(&header.table)
+            .ok_or_else(|| format!("unknown table {:?}", header.table))?;
         Ok(Batch {
             table,
             rows: header.rows,
