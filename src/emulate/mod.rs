@@ -847,36 +847,9 @@ fn store(state: &State, table: &str, rows: Vec<Row<'_>>, max_value: usize) {
         .or_default() += n;
 }
 
-/// `a=b&c=d` (percent- and plus-decoded).
+/// `a=b&c=d` (percent- and plus-decoded); an unreadable form is an empty one.
 fn url_form(body: &[u8]) -> HashMap<String, String> {
-    fn decode(s: &str) -> String {
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                },
-                b => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
+    serde_urlencoded::from_bytes(body).unwrap_or_default()
 }
 
 #[cfg(test)]

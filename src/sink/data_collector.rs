@@ -103,8 +103,6 @@ impl Api for DataCollectorApi {
         if let Some(id) = &self.azure_resource_id {
             request = request.header("x-ms-AzureResourceId", id);
         }
-        let started = std::time::Instant::now();
-        let size = body.len();
         let response = match request.body(body).send().await {
             Ok(r) => r,
             Err(e) => {
@@ -114,11 +112,6 @@ impl Api for DataCollectorApi {
             }
         };
         let status = response.status().as_u16();
-        tracing::debug!(
-            "{log_type}: {} rows, {size} bytes: HTTP {status} in {:?}",
-            rows.len(),
-            started.elapsed()
-        );
         if status == 200 || status == 202 || status == 204 {
             return Outcome::Delivered;
         }

@@ -157,7 +157,14 @@ impl<A: Api> Delivery<A> {
                     self.dead_letter(route.table, name, "not delivered before shutdown", &rows);
                     break;
                 }
-                let wait = match self.api.send(name, &rows).await {
+                let started = Instant::now();
+                let outcome = self.api.send(name, &rows).await;
+                tracing::debug!(
+                    "{name}: {} rows: {outcome:?} in {:?}",
+                    rows.len(),
+                    started.elapsed()
+                );
+                let wait = match outcome {
                     Outcome::Delivered => {
                         Metrics::add(&self.metrics.rows_delivered, rows.len() as u64);
                         Metrics::add(&self.metrics.requests_delivered, 1);
