@@ -24,6 +24,24 @@ pub struct Cefgate {
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
+/// Collects the child's stderr lines as they come.
+fn capture_stderr(child: &mut Child) -> Arc<Mutex<Vec<String>>> {
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let lines = stderr.clone();
+    let pipe = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            lines.lock().unwrap().push(line);
+        }
+    });
+    stderr
+}
+
+/// The lines of a file still being written, without a last line that is not finished.
+fn whole_lines(text: &str) -> std::str::Lines<'_> {
+    text[..text.rfind('\n').map_or(0, |i| i + 1)].lines()
+}
+
 /// Polls `check` until it returns `Some` or the deadline passes.
 pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let until = Instant::now() + deadline;
@@ -72,14 +90,7 @@ impl Cefgate {
             .stderr(Stdio::piped())
             .spawn()
             .expect("cefgate starts");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
+        let stderr = capture_stderr(&mut child);
         let mut me = Self {
             child: Some(child),
             dir,
@@ -128,10 +139,7 @@ impl Cefgate {
     /// Rows written so far.
     pub fn rows(&self) -> Vec<Value> {
         let text = std::fs::read_to_string(&self.output).unwrap_or_default();
-        // Only whole lines: cefgate may be in the middle of writing the last one.
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        complete
-            .lines()
+        whole_lines(&text)
             .filter(|l| !l.is_empty())
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad row {l:?}: {e}")))
             .collect()
@@ -237,14 +245,7 @@ impl Emulator {
             .stderr(Stdio::piped())
             .spawn()
             .expect("cefgate emulate starts");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
+        let stderr = capture_stderr(&mut child);
         let url = wait_for("the emulator to listen", DEADLINE, || {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
@@ -270,10 +271,7 @@ impl Emulator {
     pub fn rows(&self, table: &str) -> Vec<Value> {
         let text = std::fs::read_to_string(self.data.path().join(format!("{table}.ndjson")))
             .unwrap_or_default();
-        // Only whole lines: the emulator may be in the middle of writing the last one.
-        let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        complete
-            .lines()
+        whole_lines(&text)
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }
