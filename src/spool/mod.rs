@@ -196,37 +196,36 @@ impl Spool {
     pub fn append(&self, batch: &Batch) {
         // The header is under 200 bytes.
         let size = (batch.body.len() + 200) as u64;
-        let mut waited = false;
+        let seq = {
+            let mut inner = self.inner.lock().expect("spool lock");
+            // A batch larger than the whole spool still goes in when the spool is empty.
+            // (Chunks being delivered count: they are still on disk.)
+            let mut waited = false;
+            while inner.bytes + size > self.settings.max_bytes && inner.bytes > 0 {
+                if !waited {
+                    waited = true;
+                    Metrics::add(&self.metrics.spool_full_waits, 1);
+                    tracing::warn!(
+                        "spool full ({} bytes): holding input until the output catches up",
+                        inner.bytes
+                    );
+                }
+                inner = self.space.wait(inner).expect("spool lock");
+            }
+            inner.next_seq += 1;
+            inner.next_seq - 1
+        };
+        let header = serde_json::to_vec(&Header {
+            cefgate_spool: 1,
+            seq,
+            table: batch.table.name().into(),
+            rows: batch.rows,
+            bytes: batch.body.len(),
+            crc32: crc32fast::hash(&batch.body),
+        })
+        .expect("a header serialises");
         let mut delay = Duration::from_millis(100);
         loop {
-            let seq = {
-                let mut inner = self.inner.lock().expect("spool lock");
-                // A batch larger than the whole spool still goes in when the spool is empty.
-                // (Chunks being delivered count: they are still on disk.)
-                while inner.bytes + size > self.settings.max_bytes && inner.bytes > 0 {
-                    if !waited {
-                        waited = true;
-                        Metrics::add(&self.metrics.spool_full_waits, 1);
-                        tracing::warn!(
-                            "spool full ({} bytes): holding input until the output catches up",
-                            inner.bytes
-                        );
-                    }
-                    inner = self.space.wait(inner).expect("spool lock");
-                }
-                let seq = inner.next_seq;
-                inner.next_seq += 1;
-                seq
-            };
-            let header = serde_json::to_vec(&Header {
-                cefgate_spool: 1,
-                seq,
-                table: batch.table.name().into(),
-                rows: batch.rows,
-                bytes: batch.body.len(),
-                crc32: crc32fast::hash(&batch.body),
-            })
-            .expect("a header serialises");
             match self.write_chunk(seq, &header, &batch.body) {
                 Ok(size) => {
                     let mut inner = self.inner.lock().expect("spool lock");
@@ -516,6 +515,35 @@ mod tests {
         spool.remove(first);
         producer.join().unwrap();
         assert_eq!(spool.queued(), 1);
+    }
+
+    #[test]
+    fn a_failing_write_is_retried_and_leaves_nothing_half_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::default());
+        let (spool, _) = Spool::open(settings(dir.path(), 1 << 20), metrics.clone()).unwrap();
+        // The temporary name of the first chunk is taken by a folder: every write fails.
+        let blocker = dir.path().join("0000000000000000.tmp");
+        fs::create_dir(&blocker).unwrap();
+        let producer = {
+            let spool = spool.clone();
+            std::thread::spawn(move || spool.append(&batch(Table::Syslog, &["{\"kept\":1}"])))
+        };
+        crate::tests_support::wait_until(|| Metrics::get(&metrics.spool_write_errors) >= 1);
+        assert_eq!(spool.chunks_on_disk(), 0, "no chunk under a chunk name yet");
+        fs::remove_dir(&blocker).unwrap();
+        producer.join().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let chunk = runtime.block_on(spool.next()).unwrap();
+        assert_eq!(spool.read(chunk).unwrap().body, b"{\"kept\":1}\n");
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 
     #[tokio::test]
