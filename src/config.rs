@@ -16,6 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::decode::time::parse_zone;
+pub use crate::frame::{Framing, Oversize};
 use crate::record::TimeSource;
 
 /// The configuration `cefgate run` uses without `--config`: UDP and TCP on 127.0.0.1:5514,
@@ -80,29 +81,6 @@ impl fmt::Display for Protocol {
             Protocol::Tls => "tls",
         })
     }
-}
-
-/// TCP framing (RFC 6587).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Framing {
-    /// Per frame: `digits SP <`, or `digits SP` whose counted bytes hold no LF, is octet
-    /// counting; anything else newline framing.
-    #[default]
-    Auto,
-    Newline,
-    OctetCounting,
-}
-
-/// What to do with a message longer than `max_message_bytes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Oversize {
-    /// Keep the first `max_message_bytes` (counted, and flagged on the row).
-    #[default]
-    Truncate,
-    /// Drop the message (counted).
-    Drop,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -302,6 +280,16 @@ pub struct BatchConfig {
     pub max_age_ms: u64,
 }
 
+impl BatchConfig {
+    pub fn limits(&self) -> crate::batch::BatchLimits {
+        crate::batch::BatchLimits {
+            max_rows: self.max_rows,
+            max_bytes: self.max_bytes,
+            max_age: Duration::from_millis(self.max_age_ms),
+        }
+    }
+}
+
 impl Default for BatchConfig {
     fn default() -> Self {
         Self {
@@ -339,9 +327,16 @@ pub struct PipelineConfig {
     /// drops (counted).
     #[serde(default = "defaults::queue_batches")]
     pub queue_batches: usize,
-    /// Seconds allowed for draining on SIGTERM/SIGINT before cefgate gives up.
+    /// Seconds the output may keep delivering after SIGTERM/SIGINT; what is undelivered
+    /// then stays in the spool (or goes to the dead-letter file). Never limits the write of
+    /// what was read to the buffer.
     #[serde(default = "defaults::shutdown_timeout_secs")]
     pub shutdown_timeout_secs: u64,
+    /// Memory for everything between the socket read and the buffer (frames, batches, rows
+    /// in flight without a spool). When used up, TCP/TLS stop reading and UDP drops
+    /// (counted). It is also what a `kill -9` or a power cut can lose.
+    #[serde(default = "defaults::max_memory_bytes")]
+    pub max_memory_bytes: usize,
 }
 
 impl Default for PipelineConfig {
@@ -350,6 +345,7 @@ impl Default for PipelineConfig {
             workers: 0,
             queue_batches: defaults::queue_batches(),
             shutdown_timeout_secs: defaults::shutdown_timeout_secs(),
+            max_memory_bytes: defaults::max_memory_bytes(),
         }
     }
 }
@@ -387,6 +383,9 @@ mod defaults {
     }
     pub fn shutdown_timeout_secs() -> u64 {
         30
+    }
+    pub fn max_memory_bytes() -> usize {
+        64 * 1024 * 1024
     }
     pub fn concurrency() -> usize {
         4

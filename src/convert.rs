@@ -47,13 +47,9 @@ pub fn convert_stream<R: BufRead, W: Write>(
         }
         summary.lines += 1;
         summary.bytes += n as u64;
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-        }
-        let text = String::from_utf8_lossy(&line);
+        // Line ends, and the NULs some senders add, are no part of the message.
+        let message = crate::frame::trim_trailer(&line);
+        let text = String::from_utf8_lossy(message);
         let lossy = matches!(text, std::borrow::Cow::Owned(_));
         let received_at = settings.received_at.unwrap_or_else(Utc::now);
         let rx = Reception {

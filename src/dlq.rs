@@ -12,7 +12,7 @@ use crate::batch::Batch;
 use crate::config::{Config, OutputKind};
 use crate::metrics::Metrics;
 use crate::record::Table;
-use crate::sink::{self, AzureOutput, dead_letter};
+use crate::sink::{self, dead_letter};
 
 /// What the dead-letter queue holds.
 #[derive(Debug, Clone, Default)]
@@ -101,8 +101,8 @@ pub fn replay(config: &Config, timeout: Duration) -> Result<ReplayOutcome, Strin
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let azure = sink::azure(output, &path, metrics.clone(), give_up.clone(), false)
-        .map_err(|e| e.to_string())?;
+    let output =
+        sink::build(output, &path, metrics.clone(), give_up.clone()).map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let timer = {
             let give_up = give_up.clone();
@@ -117,14 +117,7 @@ pub fn replay(config: &Config, timeout: Duration) -> Result<ReplayOutcome, Strin
                 rows: n,
                 body,
             };
-            match &azure {
-                AzureOutput::LogsIngestion(d) => {
-                    d.deliver(batch).await;
-                }
-                AzureOutput::DataCollector(d) => {
-                    d.deliver(batch).await;
-                }
-            }
+            output.delivery.deliver(&batch, false).await;
         }
         timer.abort();
     });

@@ -7,7 +7,30 @@
 
 use memchr::memchr2;
 
-use crate::config::{Framing, Oversize};
+use serde::Deserialize;
+
+/// TCP framing (RFC 6587).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Framing {
+    /// Per frame: `digits SP <`, or `digits SP` whose counted bytes hold no LF, is octet
+    /// counting; anything else newline framing.
+    #[default]
+    Auto,
+    Newline,
+    OctetCounting,
+}
+
+/// What to do with a message longer than `max_message_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Oversize {
+    /// Keep the first `max_message_bytes` (counted, and flagged on the row).
+    #[default]
+    Truncate,
+    /// Drop the message (counted).
+    Drop,
+}
 
 /// What the decoder had to do besides finding frames.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

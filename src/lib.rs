@@ -33,6 +33,8 @@
 
 pub mod auth;
 pub mod batch;
+pub mod budget;
+pub mod buffer;
 pub mod config;
 pub mod convert;
 pub mod dcr;

@@ -249,9 +249,11 @@ fn check(path: &PathBuf) -> Result<(), String> {
 
 fn run(config: Option<PathBuf>) -> Result<(), String> {
     let (config, resolved) = load(config.as_ref())?;
-    let metrics = cefgate::run::run(config, resolved).map_err(|e| e.to_string())?;
+    let metrics = std::sync::Arc::new(cefgate::metrics::Metrics::default());
+    let result = cefgate::run::run(config, resolved, metrics.clone());
+    // The counters are printed however the run ended: they say what was read and where it went.
     eprint!("{}", metrics.report());
-    Ok(())
+    result.map_err(|e| e.to_string())
 }
 
 fn dlq(action: DlqAction) -> Result<(), String> {

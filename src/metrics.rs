@@ -15,6 +15,12 @@ pub struct Metrics {
     pub udp_bytes: AtomicU64,
     /// Datagrams dropped because the pipeline was full (UDP cannot push back).
     pub udp_dropped_queue_full: AtomicU64,
+    /// Datagrams dropped because the memory budget was used up.
+    pub udp_dropped_memory_full: AtomicU64,
+    /// Times a TCP/TLS connection stopped reading because the memory budget was used up.
+    pub reads_paused_memory_full: AtomicU64,
+    /// The most memory the budget held at once (bytes).
+    pub memory_peak_bytes: AtomicU64,
     /// Datagrams the kernel dropped for the socket (its receive buffer overflowed).
     pub udp_dropped_kernel: AtomicU64,
     /// Datagrams from senders outside the allowlist.
@@ -88,10 +94,13 @@ impl Metrics {
     /// `name value` lines, one per counter, for logs and `/metrics`-style scraping.
     pub fn report(&self) -> String {
         let mut out = String::new();
-        let fields: [(&str, &AtomicU64); 38] = [
+        let fields: [(&str, &AtomicU64); 41] = [
             ("udp_datagrams", &self.udp_datagrams),
             ("udp_bytes", &self.udp_bytes),
             ("udp_dropped_queue_full", &self.udp_dropped_queue_full),
+            ("udp_dropped_memory_full", &self.udp_dropped_memory_full),
+            ("reads_paused_memory_full", &self.reads_paused_memory_full),
+            ("memory_peak_bytes", &self.memory_peak_bytes),
             ("udp_dropped_kernel", &self.udp_dropped_kernel),
             ("udp_denied", &self.udp_denied),
             ("tcp_frames", &self.tcp_frames),

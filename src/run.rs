@@ -1,18 +1,23 @@
 //! `cefgate run`: wires the stages together and owns their lifetime.
 //!
 //! ```text
-//! listeners (tokio tasks) --FrameBatch--> decode workers (threads) --Batch--> sink (thread)
+//! listeners (tokio tasks) --FrameBatch--> decode workers (threads) --Batch--> buffer
+//!     (memory | spool) --Lease--> output driver (tokio task)
 //! ```
 //!
-//! Both hand-overs are bounded queues, so a slow sink slows the workers, which fills the
-//! frame queue, which stops TCP/TLS reads (UDP drops and counts instead). Decoding runs on
+//! Everything between the socket read and the buffer's durable storage is charged to one
+//! memory budget (`[pipeline] max_memory_bytes`, see [`crate::budget`]): when it is used up,
+//! TCP/TLS connections stop reading (the kernel closes the sender's window) and UDP drops
+//! and counts. A full spool stops the workers, which fills the budget. Decoding runs on
 //! plain threads because it is CPU work that never waits; the listeners are async because
 //! they wait on many sockets at once.
 //!
-//! Shutdown (SIGTERM or SIGINT) is one cancellation: listeners stop accepting and reading,
-//! hand on every complete frame they hold, and drop their queue ends; the workers drain the
-//! queue and flush their batches; the sink writes the last batch and flushes. It must finish
-//! within `[pipeline] shutdown_timeout_secs`.
+//! Shutdown (SIGTERM or SIGINT) is one cancellation: the spool stops waiting for space;
+//! listeners stop accepting and reading, hand on every complete frame they hold, and drop
+//! their queue ends; the workers drain the queue and write their batches to the buffer
+//! (never cut short: that write is what makes the rows safe); the output delivers until
+//! `[pipeline] shutdown_timeout_secs`, then leaves the rest in the spool or, without one,
+//! in the dead-letter file.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -24,13 +29,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::{Batch, BatchLimits, Batcher};
-use crate::config::{Config, OutputKind, Protocol, Resolved};
+use crate::budget::{Charge, MemoryBudget};
+use crate::buffer::{self, BufferSettings, Writer};
+use crate::config::{Config, Protocol, Resolved};
 use crate::decode::TimeContext;
 use crate::listen::{self, FrameBatch, ListenerContext};
 use crate::metrics::Metrics;
 use crate::record::{ProblemCounts, Reception, RecordSettings, RowBuilder, Table, write_json};
-use crate::sink::{self, BatchSource, Sink};
-use crate::spool::{Spool, SpoolSettings};
+use crate::sink;
+use crate::spool::SpoolSettings;
 
 /// Why `cefgate run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -47,15 +54,14 @@ pub enum RunError {
         address: String,
         source: listen::tls::TlsSetupError,
     },
-    #[error("cannot open the output {path}: {source}")]
-    Output {
-        path: String,
-        source: std::io::Error,
-    },
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
-    #[error("shutdown did not finish within {0:?}; rows still in memory were not written")]
-    ShutdownTimeout(Duration),
+    #[error("cannot start a decode thread: {0}")]
+    Thread(std::io::Error),
+    #[error(
+        "the output did not stop within {0:?} after the shutdown deadline; rows it held may not be written"
+    )]
+    OutputStuck(Duration),
     #[error("output: {0}")]
     OutputSetup(#[from] sink::OutputSetupError),
     #[error(transparent)]
@@ -72,84 +78,51 @@ fn bind_hint(e: &std::io::Error, address: &SocketAddr) -> &'static str {
     }
 }
 
-/// Runs until SIGTERM/SIGINT, then drains; returns the counters. Each bound address is
+/// Runs until SIGTERM/SIGINT, then drains, counting into `metrics`. Each bound address is
 /// logged as `listening on <protocol> <address>`, then `ready`.
-pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError> {
-    let metrics = Arc::new(Metrics::default());
+pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<(), RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cefgate-io")
         .build()
         .map_err(RunError::Runtime)?;
-    let (batch_tx, batch_rx) = flume::bounded::<Batch>(64);
-    // Fired at the shutdown deadline: an Azure output then leaves what it still holds in the
-    // spool (or, without one, dead-letters it).
-    let give_up = CancellationToken::new();
-    let spool = match &config.spool {
-        None => None,
+    let budget = MemoryBudget::new(config.pipeline.max_memory_bytes);
+    let buffer = match &config.spool {
+        None => BufferSettings::Memory,
         Some(sc) => {
             let sc = sc.get_ref();
-            let (spool, recovery) = Spool::open(
-                SpoolSettings {
-                    path: sc.path.get_ref().clone(),
-                    max_bytes: sc.max_bytes,
-                    fsync: sc.fsync,
-                },
-                metrics.clone(),
-            )?;
-            if recovery.chunks > 0 || recovery.quarantined > 0 {
-                tracing::info!(
-                    "spool: {} chunk(s) with {} row(s) left from before are delivered first; {} damaged chunk(s) quarantined",
-                    recovery.chunks,
-                    recovery.rows,
-                    recovery.quarantined
-                );
-            }
-            Some(spool)
+            BufferSettings::Spool(SpoolSettings {
+                path: sc.path.get_ref().clone(),
+                max_bytes: sc.max_bytes,
+                fsync: sc.fsync,
+            })
         }
     };
-    let source = || match &spool {
-        Some(s) => BatchSource::Spool(s.clone()),
-        None => BatchSource::Channel(batch_rx.clone()),
-    };
-    let output = config.output.get_ref();
-    let sink = match output.kind.get_ref() {
-        OutputKind::Stdout => SinkHandle::Thread(spawn_sink(
-            Box::new(sink::stdout()),
-            source(),
-            metrics.clone(),
-        )),
-        OutputKind::File => {
-            let path = output
-                .path
-                .as_ref()
-                .expect("validated: file has path")
-                .get_ref();
-            let file = sink::file(path).map_err(|source| RunError::Output {
-                path: path.display().to_string(),
-                source,
-            })?;
-            SinkHandle::Thread(spawn_sink(Box::new(file), source(), metrics.clone()))
-        }
-        OutputKind::LogsIngestion | OutputKind::DataCollector => {
-            let azure = sink::azure(
-                output,
-                &config.dead_letter_path(),
-                metrics.clone(),
-                give_up.clone(),
-                spool.is_some(),
-            )?;
-            SinkHandle::Task(runtime.spawn(azure.serve(source(), output.concurrency)))
-        }
-    };
-    drop(batch_rx);
-    let hand_on = match &spool {
-        Some(s) => BatchOut::Spool(s.clone()),
-        None => BatchOut::Channel(batch_tx),
-    };
+    let (writer, reader, recovery) = buffer::open(&buffer, metrics.clone())?;
+    if recovery.chunks > 0 || recovery.quarantined > 0 {
+        tracing::info!(
+            "spool: {} chunk(s) with {} row(s) left from before are delivered first; {} damaged chunk(s) quarantined",
+            recovery.chunks,
+            recovery.rows,
+            recovery.quarantined
+        );
+    }
+    // Fired at the shutdown deadline: the output then leaves what it still holds in the
+    // spool (or, without one, dead-letters it).
+    let give_up = CancellationToken::new();
+    let output = sink::build(
+        config.output.get_ref(),
+        &config.dead_letter_path(),
+        metrics.clone(),
+        give_up.clone(),
+    )?;
+    let driver = runtime.spawn(sink::serve(
+        Arc::new(output.delivery),
+        reader,
+        output.concurrency,
+    ));
 
     let (frame_tx, frame_rx) = flume::bounded::<FrameBatch>(config.pipeline.queue_batches);
-
     let workers = match config.pipeline.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
@@ -165,86 +138,87 @@ pub fn run(config: Config, resolved: Resolved) -> Result<Arc<Metrics>, RunError>
             None => RecordSettings::default(),
         }
     };
-    let limits = BatchLimits::from(&config.batch);
-    let worker_threads: Vec<JoinHandle<()>> = (0..workers)
-        .map(|i| {
-            let (rx, tx, metrics) = (frame_rx.clone(), hand_on.clone(), metrics.clone());
-            let builder = RowBuilder::new(record.clone());
-            let zone = resolved.zone;
-            std::thread::Builder::new()
-                .name(format!("decode-{i}"))
-                .spawn(move || decode_worker(builder, zone, limits, rx, tx, metrics))
-                .expect("spawn a decode thread")
-        })
-        .collect();
-    drop((frame_rx, hand_on));
+    let limits = config.batch.limits();
+    let mut worker_threads: Vec<JoinHandle<()>> = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let (rx, tx) = (frame_rx.clone(), writer.clone());
+        let (budget, metrics) = (budget.clone(), metrics.clone());
+        let builder = RowBuilder::new(record.clone());
+        let zone = resolved.zone;
+        let thread = std::thread::Builder::new()
+            .name(format!("decode-{i}"))
+            .spawn(move || decode_worker(builder, zone, limits, rx, tx, budget, metrics))
+            .map_err(RunError::Thread)?;
+        worker_threads.push(thread);
+    }
+    drop(frame_rx);
 
+    let served = runtime.block_on(serve(&config, frame_tx, &budget, &metrics, || {
+        // From here on, a full spool takes what is still in memory rather than lose it.
+        writer.allow_overflow()
+    }));
+    // The writers' last clone goes with the workers: the output sees the end of the buffer.
+    drop(writer);
     let shutdown_timeout = Duration::from_secs(config.pipeline.shutdown_timeout_secs);
-    let served = runtime.block_on(serve(&config, frame_tx, metrics.clone()));
-    served?;
     let deadline = Instant::now() + shutdown_timeout;
+    // Never bounded by the deadline: this is the write to the buffer (the spool never waits
+    // for space now), and what is not written here would be lost.
     for worker in worker_threads {
-        join_by(worker, deadline).ok_or(RunError::ShutdownTimeout(shutdown_timeout))?;
-    }
-    if let Some(spool) = &spool {
-        spool.close();
-    }
-    match sink {
-        SinkHandle::Thread(thread) => {
-            join_by(thread, deadline).ok_or(RunError::ShutdownTimeout(shutdown_timeout))?
+        if worker.join().is_err() {
+            tracing::error!("a decode thread failed; the rows it held are lost");
         }
-        SinkHandle::Task(task) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let finished = runtime.block_on(async {
-                let mut task = task;
-                match tokio::time::timeout(left, &mut task).await {
-                    Ok(_) => true,
-                    Err(_) => {
-                        // Out of time: undelivered rows go to the dead-letter queue.
-                        tracing::warn!(
-                            "shutdown deadline reached with rows undelivered; they go to the dead-letter queue"
-                        );
-                        give_up.cancel();
-                        tokio::time::timeout(Duration::from_secs(10), task).await.is_ok()
-                    }
-                }
-            });
-            if !finished {
-                return Err(RunError::ShutdownTimeout(shutdown_timeout));
+    }
+    served?;
+    let finished = runtime.block_on(async {
+        let mut driver = driver;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if tokio::time::timeout(left, &mut driver).await.is_ok() {
+            return true;
+        }
+        tracing::warn!(
+            "shutdown_timeout_secs ({}) reached with rows undelivered; they {}",
+            shutdown_timeout.as_secs(),
+            if buffer_is_durable(&buffer) {
+                "stay in the spool for the next start"
+            } else {
+                "go to the dead-letter file"
             }
-        }
+        );
+        give_up.cancel();
+        // Requests in flight end within their own timeout.
+        tokio::time::timeout(AFTER_GIVE_UP, driver).await.is_ok()
+    });
+    metrics
+        .memory_peak_bytes
+        .store(budget.peak() as u64, std::sync::atomic::Ordering::Relaxed);
+    if !finished {
+        return Err(RunError::OutputStuck(AFTER_GIVE_UP));
     }
-    if let Some(spool) = &spool {
-        let left = spool.chunks_on_disk();
+    if let BufferSettings::Spool(s) = &buffer {
+        let left = crate::spool::chunks_in(&s.path);
         if left > 0 {
             tracing::info!("spool: {left} chunk(s) kept for delivery at the next start");
         }
     }
     runtime.shutdown_timeout(Duration::from_millis(100));
-    Ok(metrics)
+    Ok(())
 }
 
-/// The output stage: a thread for the local outputs, a task for the Azure ones.
-enum SinkHandle {
-    Thread(JoinHandle<()>),
-    Task(tokio::task::JoinHandle<()>),
-}
+/// How long the output may take to stop after the shutdown deadline: an HTTP request in
+/// flight ends within its own timeout.
+const AFTER_GIVE_UP: Duration = Duration::from_secs(120);
 
-fn join_by(handle: JoinHandle<()>, deadline: Instant) -> Option<()> {
-    while !handle.is_finished() {
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    handle.join().ok()
+fn buffer_is_durable(buffer: &BufferSettings) -> bool {
+    matches!(buffer, BufferSettings::Spool(_))
 }
 
 /// Binds every listener, serves until a signal, then stops them and waits for them.
 async fn serve(
     config: &Config,
     frames: flume::Sender<FrameBatch>,
-    metrics: Arc<Metrics>,
+    budget: &Arc<MemoryBudget>,
+    metrics: &Arc<Metrics>,
+    on_shutdown: impl FnOnce(),
 ) -> Result<(), RunError> {
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -258,6 +232,7 @@ async fn serve(
             metrics: metrics.clone(),
             allow: Arc::new(l.allowlist()),
             shutdown: shutdown.clone(),
+            budget: budget.clone(),
         };
         let bind_error = |source: std::io::Error| RunError::Bind {
             protocol,
@@ -323,6 +298,7 @@ async fn serve(
 
     wait_for_signal().await;
     tracing::info!("shutting down: no new connections; draining what was read");
+    on_shutdown();
     shutdown.cancel();
     while tasks.join_next().await.is_some() {}
     let _ = poller.await;
@@ -340,24 +316,36 @@ async fn wait_for_signal() {
 }
 
 /// Frames -> rows -> batches, until the frame queue closes and is empty.
+///
+/// Memory: a frame batch arrives with its charge on the budget and gives it back once
+/// decoded; the rows' bytes are charged while their batch is open and travel with it into
+/// the buffer.
 fn decode_worker(
     builder: RowBuilder,
     zone: chrono::FixedOffset,
     limits: BatchLimits,
     frames: flume::Receiver<FrameBatch>,
-    batches: BatchOut,
+    writer: Writer,
+    budget: Arc<MemoryBudget>,
     metrics: Arc<Metrics>,
 ) {
     let mut batcher = Batcher::new(limits);
+    let mut open = budget.charge(0);
     // The text of the last peer address, so a connection's frames format it once.
     let mut peer_text = (None::<IpAddr>, String::new());
-    let send = |batch: Batch| batches.hand_on(batch);
+    let send = |batch: Batch, batcher: &Batcher, open: &mut Charge| {
+        let size = batch.body.capacity();
+        open.set(batcher.open_bytes() + size);
+        writer.push(batch, open.split(size));
+    };
     loop {
         let wait = batcher.next_due(Instant::now());
         let fb = match frames.recv_timeout(wait) {
             Ok(fb) => fb,
             Err(flume::RecvTimeoutError::Timeout) => {
-                batcher.take_aged(Instant::now()).into_iter().for_each(send);
+                for batch in batcher.take_aged(Instant::now()) {
+                    send(batch, &batcher, &mut open);
+                }
                 continue;
             }
             Err(flume::RecvTimeoutError::Disconnected) => break,
@@ -386,87 +374,19 @@ fn decode_worker(
                 Table::Syslog => syslog += 1,
             }
             if let Some(done) = batcher.push(row.table, now, |out| write_json(&row, out)) {
-                send(done);
+                send(done, &batcher, &mut open);
             }
         }
+        open.set(batcher.open_bytes());
+        drop(fb);
         Metrics::add(&metrics.rows_cef, cef);
         Metrics::add(&metrics.rows_syslog, syslog);
         metrics.add_problems(&counts);
-        batcher.take_aged(Instant::now()).into_iter().for_each(send);
-    }
-    batcher.take_all().into_iter().for_each(send);
-}
-
-/// Where the decode workers put finished batches.
-#[derive(Clone)]
-enum BatchOut {
-    /// Straight to the output, in memory.
-    Channel(flume::Sender<Batch>),
-    /// Into the durable spool; returns once the batch is on disk (waits while it is full).
-    Spool(Arc<Spool>),
-}
-
-impl BatchOut {
-    fn hand_on(&self, batch: Batch) {
-        match self {
-            BatchOut::Channel(tx) => {
-                // The output outlives the workers; a send only fails if it died, and then
-                // the rows cannot go anywhere: say so.
-                if tx.send(batch).is_err() {
-                    tracing::error!("the output stopped; rows are being lost");
-                }
-            }
-            BatchOut::Spool(spool) => spool.append(&batch),
+        for batch in batcher.take_aged(Instant::now()) {
+            send(batch, &batcher, &mut open);
         }
     }
-}
-
-/// The local outputs write on their own thread (file I/O blocks).
-fn spawn_sink(
-    mut sink: Box<dyn Sink>,
-    source: BatchSource,
-    metrics: Arc<Metrics>,
-) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("sink".into())
-        .spawn(move || {
-            let mut write = |batch: &Batch| match sink.write(batch) {
-                Ok(()) => {
-                    Metrics::add(&metrics.batches_written, 1);
-                    true
-                }
-                Err(e) => {
-                    Metrics::add(&metrics.output_errors, 1);
-                    tracing::error!("writing {} rows failed: {e}", batch.rows);
-                    false
-                }
-            };
-            match source {
-                BatchSource::Channel(rx) => {
-                    for batch in rx.iter() {
-                        write(&batch);
-                    }
-                }
-                BatchSource::Spool(spool) => {
-                    let waiter = tokio::runtime::Builder::new_current_thread()
-                        .build()
-                        .expect("a current-thread runtime");
-                    while let Some(chunk) = waiter.block_on(spool.next()) {
-                        if let Some(batch) = spool.read(chunk) {
-                            // A failed write keeps the chunk for the next start.
-                            if write(&batch) {
-                                spool.remove(chunk);
-                            } else {
-                                spool.release(chunk);
-                            }
-                        }
-                    }
-                }
-            }
-            if let Err(e) = sink.flush() {
-                Metrics::add(&metrics.output_errors, 1);
-                tracing::error!("flushing the output failed: {e}");
-            }
-        })
-        .expect("spawn the sink thread")
+    for batch in batcher.take_all() {
+        send(batch, &batcher, &mut open);
+    }
 }

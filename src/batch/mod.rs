@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::config::BatchConfig;
 use crate::record::Table;
 
 /// Rows for one table, as JSON lines (each row followed by `\n`).
@@ -20,16 +19,6 @@ pub struct BatchLimits {
     pub max_rows: usize,
     pub max_bytes: usize,
     pub max_age: Duration,
-}
-
-impl From<&BatchConfig> for BatchLimits {
-    fn from(c: &BatchConfig) -> Self {
-        Self {
-            max_rows: c.max_rows,
-            max_bytes: c.max_bytes,
-            max_age: Duration::from_millis(c.max_age_ms),
-        }
-    }
 }
 
 struct Open {
@@ -119,6 +108,15 @@ impl Batcher {
             .iter_mut()
             .filter_map(|o| o.take().map(|o| o.batch))
             .collect()
+    }
+
+    /// Memory held by the open batches (their buffers' capacity).
+    pub fn open_bytes(&self) -> usize {
+        self.open
+            .iter()
+            .flatten()
+            .map(|o| o.batch.body.capacity())
+            .sum()
     }
 
     /// How long until the oldest open batch is due; `max_age` when none is open.

@@ -1,8 +1,9 @@
 //! Listen: sockets in, batches of frames out. UDP ([`udp`]), TCP and TLS ([`tcp`], [`tls`]).
 //!
 //! Listeners only read and frame. They hand [`FrameBatch`]es to the decode workers through a
-//! bounded queue: a full queue makes TCP/TLS readers wait (so the kernel pushes back on the
-//! sender) and makes UDP drop and count.
+//! bounded queue, each charged to the memory budget. A used-up budget or a full queue makes
+//! TCP/TLS readers wait (so the kernel pushes back on the sender) and makes UDP drop and
+//! count.
 
 pub mod tcp;
 pub mod tls;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
+use crate::budget::{Charge, MemoryBudget};
 use crate::metrics::Metrics;
 
 /// Where one frame came from and how it ends in [`FrameBatch::data`].
@@ -26,11 +28,13 @@ pub struct FrameInfo {
 }
 
 /// Several frames in one buffer: one allocation per batch, not per message.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct FrameBatch {
     pub received_at: Option<DateTime<Utc>>,
     pub data: Vec<u8>,
     pub frames: Vec<FrameInfo>,
+    /// Its memory, on the budget until the batch is decoded and dropped.
+    charge: Charge,
 }
 
 impl FrameBatch {
@@ -44,7 +48,15 @@ impl FrameBatch {
             received_at: None,
             data: Vec::with_capacity(bytes),
             frames: Vec::with_capacity(64),
+            charge: Charge::none(),
         }
+    }
+
+    /// Charges the memory this batch holds to `budget`, for as long as it lives.
+    pub fn charge_to(&mut self, budget: &Arc<MemoryBudget>) {
+        let bytes =
+            self.data.capacity() + self.frames.capacity() * std::mem::size_of::<FrameInfo>();
+        self.charge = budget.charge(bytes);
     }
 
     pub fn push(&mut self, message: &[u8], peer: Option<IpAddr>, truncated: bool) {
@@ -89,6 +101,7 @@ pub struct ListenerContext {
     pub metrics: Arc<Metrics>,
     pub allow: Arc<Vec<IpNet>>,
     pub shutdown: tokio_util::sync::CancellationToken,
+    pub budget: Arc<MemoryBudget>,
 }
 
 impl ListenerContext {
@@ -135,6 +148,7 @@ mod tests {
             metrics: Arc::default(),
             allow: Arc::new(vec!["10.0.0.0/8".parse().unwrap()]),
             shutdown: Default::default(),
+            budget: MemoryBudget::new(1 << 20),
         };
         assert!(ctx.allowed("10.1.2.3".parse().unwrap()));
         assert!(ctx.allowed("::ffff:10.1.2.3".parse().unwrap()));

@@ -106,6 +106,15 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
         if buf.capacity() - buf.len() < READ_SIZE {
             buf.reserve(READ_SIZE);
         }
+        if ctx.budget.is_full() {
+            // The memory budget is used up: read nothing until it has room, so the kernel's
+            // buffers fill and the sender's window closes.
+            Metrics::add(&ctx.metrics.reads_paused_memory_full, 1);
+            tokio::select! {
+                _ = ctx.budget.room() => {}
+                _ = ctx.shutdown.cancelled() => {}
+            }
+        }
         let read = tokio::select! {
             r = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => r,
             _ = ctx.shutdown.cancelled() => Ok(Ok(0)),
@@ -143,7 +152,8 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
             stats.framing_errors - before.framing_errors,
         );
         if !batch.is_empty() && (eof || batch.is_full() || buf.is_empty()) {
-            let full = std::mem::replace(&mut batch, FrameBatch::with_capacity(READ_SIZE));
+            let mut full = std::mem::replace(&mut batch, FrameBatch::with_capacity(READ_SIZE));
+            full.charge_to(&ctx.budget);
             Metrics::add(&ctx.metrics.tcp_frames, full.len() as u64);
             // Waits while the workers are behind: this is the backpressure.
             if ctx.queue.send_async(full).await.is_err() {

@@ -8,7 +8,7 @@ use tokio::net::UdpSocket;
 
 use super::{FrameBatch, ListenerContext};
 use crate::config::ListenerConfig;
-use crate::frame::trim_trailer;
+use crate::frame::{Oversize, trim_trailer};
 use crate::metrics::Metrics;
 
 /// Largest UDP payload (64 KiB); anything larger cannot arrive in one datagram.
@@ -63,13 +63,11 @@ pub async fn serve(socket: UdpSocket, config: Arc<ListenerConfig>, ctx: Listener
                         let message = trim_trailer(&buf[..n]);
                         if message.len() > max {
                             match config.oversize {
-                                crate::config::Oversize::Truncate => {
+                                Oversize::Truncate => {
                                     Metrics::add(&ctx.metrics.oversize_truncated, 1);
                                     batch.push(&message[..max], Some(peer.ip()), true);
                                 }
-                                crate::config::Oversize::Drop => {
-                                    Metrics::add(&ctx.metrics.oversize_dropped, 1)
-                                }
+                                Oversize::Drop => Metrics::add(&ctx.metrics.oversize_dropped, 1),
                             }
                         } else if !message.is_empty() {
                             batch.push(message, Some(peer.ip()), false);
@@ -86,8 +84,14 @@ pub async fn serve(socket: UdpSocket, config: Arc<ListenerConfig>, ctx: Listener
             }
         }
         if !batch.is_empty() {
-            let full = std::mem::replace(&mut batch, FrameBatch::with_capacity(64 * 1024));
+            let mut full = std::mem::replace(&mut batch, FrameBatch::with_capacity(64 * 1024));
             let frames = full.len() as u64;
+            if ctx.budget.is_full() {
+                // UDP cannot push back: the datagrams are lost, and counted.
+                Metrics::add(&ctx.metrics.udp_dropped_memory_full, frames);
+                continue;
+            }
+            full.charge_to(&ctx.budget);
             if ctx.queue.try_send(full).is_err() {
                 // UDP cannot push back: the datagrams are lost, and counted.
                 Metrics::add(&ctx.metrics.udp_dropped_queue_full, frames);

@@ -164,7 +164,6 @@ impl RowBuilder {
     /// Decodes one message and builds its row. `lossy` says the text had invalid UTF-8
     /// replaced before it got here.
     pub fn build<'a>(&'a self, text: &'a str, lossy: bool, rx: &Reception<'a>) -> Row<'a> {
-        let text = &text[..crate::frame::trim_trailer(text.as_bytes()).len()];
         let decoded = decode::decode(text, &rx.time);
         let mut row = match decoded.payload {
             Payload::Cef {

@@ -11,8 +11,8 @@ use pcap_file::DataLink;
 use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 
-use crate::config::{Framing, Oversize};
 use crate::frame::{FrameDecoder, trim_trailer};
+use crate::frame::{Framing, Oversize};
 
 /// Why a capture could not be read.
 #[derive(Debug, thiserror::Error)]

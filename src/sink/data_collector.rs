@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::delivery::Api;
+use super::delivery::Output;
 use super::logs_ingestion::{failure, request_id};
 use super::retry::Outcome;
 use super::signature::{SharedKeySigner, imf_fixdate};
@@ -72,7 +72,7 @@ pub fn adapt_row(row: &[u8], out: &mut Vec<u8>, truncated: &mut u64) {
     }
 }
 
-impl Api for DataCollectorApi {
+impl Output for DataCollectorApi {
     async fn send(&self, log_type: &str, rows: &[&[u8]]) -> Outcome {
         let mut body = Vec::with_capacity(rows.iter().map(|r| r.len() + 8).sum::<usize>() + 2);
         let mut truncated = 0;

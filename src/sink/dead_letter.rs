@@ -42,22 +42,20 @@ pub fn read(path: &Path) -> std::io::Result<Vec<Result<DeadLetter, usize>>> {
         .collect())
 }
 
-/// Appends refused rows to a file. Shared by every route of an output.
+/// Appends refused rows to a file, created (with its folder) at the first dead letter, so
+/// that an output that never refuses a row leaves no file behind. Shared by every route of
+/// an output.
 pub struct DeadLetterQueue {
     path: PathBuf,
-    file: Mutex<std::fs::File>,
+    file: Mutex<Option<std::fs::File>>,
 }
 
 impl DeadLetterQueue {
-    pub fn open(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(Self {
+    pub fn new(path: &Path) -> Self {
+        Self {
             path: path.to_path_buf(),
-            file: Mutex::new(file),
-        })
+            file: Mutex::new(None),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -90,6 +88,17 @@ impl DeadLetterQueue {
             out.extend_from_slice(b"}\n");
         }
         let mut file = self.file.lock().expect("dead-letter lock");
+        if file.is_none() {
+            if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)?;
+            }
+            let opened = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)?;
+            *file = Some(opened);
+        }
+        let file = file.as_mut().expect("opened above");
         file.write_all(&out)?;
         file.sync_data()
     }

@@ -1,8 +1,12 @@
-//! Delivery to an HTTP ingestion API, whichever it is: requests within the size limit, retry
-//! and back-off, splitting on 413, isolating bad rows on 400, pausing on 401/403, stopping a
-//! route on 404, and the dead-letter queue. The two Azure APIs implement [`Api`].
+//! The output driver: the one place that moves batches from the buffer to an output, for
+//! every kind of output. Requests within the size limit, retry and back-off, splitting on
+//! 413, isolating bad rows on 400, pausing on 401/403, stopping a route on 404, the
+//! dead-letter queue and the shutdown give-up all live here. An output only says how to send
+//! one request and what the answer means: it implements [`Output`] (the two Azure APIs, and
+//! JSON lines on stdout or in a file).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -12,19 +16,42 @@ use tokio_util::sync::CancellationToken;
 use super::dead_letter::DeadLetterQueue;
 use super::retry::{Backoff, Outcome};
 use crate::batch::Batch;
+use crate::buffer::Reader;
 use crate::metrics::Metrics;
 use crate::record::Table;
-use crate::spool::Spool;
 
-/// One ingestion API: turns rows into a request and the response into an [`Outcome`].
-pub trait Api: Send + Sync + 'static {
+/// One destination: turns rows into a request and the response into an [`Outcome`].
+pub trait Output: Send + Sync + 'static {
     /// Sends `rows` (JSON objects) to `route` (a stream or log type) in one request.
     fn send(&self, route: &str, rows: &[&[u8]]) -> impl Future<Output = Outcome> + Send;
     /// Forgets cached credentials after the service refused them.
-    fn reset_credentials(&self) -> impl Future<Output = ()> + Send;
+    fn reset_credentials(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
     /// Bytes a request body with `rows` takes, before any compression.
     fn request_size(&self, rows: &[&[u8]]) -> usize {
         rows.iter().map(|r| r.len() + 1).sum::<usize>() + 1
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`Output`] behind a pointer, so that one driver type serves every output.
+trait DynOutput: Send + Sync + 'static {
+    fn send<'a>(&'a self, route: &'a str, rows: &'a [&'a [u8]]) -> BoxFuture<'a, Outcome>;
+    fn reset_credentials(&self) -> BoxFuture<'_, ()>;
+    fn request_size(&self, rows: &[&[u8]]) -> usize;
+}
+
+impl<O: Output> DynOutput for O {
+    fn send<'a>(&'a self, route: &'a str, rows: &'a [&'a [u8]]) -> BoxFuture<'a, Outcome> {
+        Box::pin(Output::send(self, route, rows))
+    }
+    fn reset_credentials(&self) -> BoxFuture<'_, ()> {
+        Box::pin(Output::reset_credentials(self))
+    }
+    fn request_size(&self, rows: &[&[u8]]) -> usize {
+        Output::request_size(self, rows)
     }
 }
 
@@ -46,9 +73,9 @@ impl Route {
     }
 }
 
-/// Delivers batches through an [`Api`]; shared by the requests in flight.
-pub struct Delivery<A: Api> {
-    pub api: A,
+/// Delivers batches through an [`Output`]; shared by the requests in flight.
+pub struct Delivery {
+    output: Box<dyn DynOutput>,
     routes: [Route; 2],
     max_request_bytes: usize,
     dead_letters: DeadLetterQueue,
@@ -56,15 +83,22 @@ pub struct Delivery<A: Api> {
     /// Fired at the shutdown deadline: rows still undelivered then are dead-lettered, or,
     /// with a spool, left in their chunk for the next start.
     give_up: CancellationToken,
-    /// A spool holds the rows: on give-up, keep them rather than dead-letter them.
-    pub keep_on_give_up: bool,
     /// The longest wait between retries.
     pub retry_max: Duration,
 }
 
-impl<A: Api> Delivery<A> {
+/// What became of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Every row was delivered, dead-lettered or belongs to a route that is off.
+    Yes,
+    /// Given up at shutdown with rows undelivered; a durable buffer keeps them.
+    No,
+}
+
+impl Delivery {
     pub fn new(
-        api: A,
+        output: impl Output,
         routes: [Route; 2],
         max_request_bytes: usize,
         dead_letters: DeadLetterQueue,
@@ -72,13 +106,12 @@ impl<A: Api> Delivery<A> {
         give_up: CancellationToken,
     ) -> Self {
         Self {
-            api,
+            output: Box::new(output),
             routes,
             max_request_bytes,
             dead_letters,
             metrics,
             give_up,
-            keep_on_give_up: false,
             retry_max: Duration::from_secs(60),
         }
     }
@@ -90,9 +123,10 @@ impl<A: Api> Delivery<A> {
             .expect("a route per table")
     }
 
-    /// Delivers every row of `batch`, or dead-letters it. Returns `true` when every row is
-    /// settled that way, `false` when some were left undelivered at a give-up (spool mode).
-    pub async fn deliver(&self, batch: Batch) -> bool {
+    /// Delivers every row of `batch`, or dead-letters it. At a give-up, rows still
+    /// undelivered are dead-lettered too unless `durable` says a spool keeps them; then the
+    /// answer is [`Settled::No`].
+    pub async fn deliver(&self, batch: &Batch, durable: bool) -> Settled {
         let route = self.route(batch.table);
         let rows: Vec<&[u8]> = batch
             .body
@@ -101,13 +135,13 @@ impl<A: Api> Delivery<A> {
             .collect();
         let Some(name) = route.name.as_deref() else {
             Metrics::add(&self.metrics.rows_unrouted, rows.len() as u64);
-            return true;
+            return Settled::Yes;
         };
         // Requests within the size limit; a row that alone exceeds it can never be sent.
         let mut chunk: Vec<&[u8]> = Vec::new();
         let mut size = 1;
         for row in rows {
-            if self.api.request_size(&[row]) > self.max_request_bytes {
+            if self.output.request_size(&[row]) > self.max_request_bytes {
                 self.dead_letter(
                     batch.table,
                     name,
@@ -121,44 +155,46 @@ impl<A: Api> Delivery<A> {
                 continue;
             }
             if size + row.len() + 1 > self.max_request_bytes && !chunk.is_empty() {
-                if !self
-                    .deliver_rows(route, name, std::mem::take(&mut chunk))
-                    .await
-                {
-                    return false;
+                let rows = std::mem::take(&mut chunk);
+                if self.deliver_rows(route, name, rows, durable).await == Settled::No {
+                    return Settled::No;
                 }
                 size = 1;
             }
             size += row.len() + 1;
             chunk.push(row);
         }
-        chunk.is_empty() || self.deliver_rows(route, name, chunk).await
+        if chunk.is_empty() {
+            return Settled::Yes;
+        }
+        self.deliver_rows(route, name, chunk, durable).await
     }
 
-    async fn deliver_rows(&self, route: &Route, name: &str, rows: Vec<&[u8]>) -> bool {
+    async fn deliver_rows(
+        &self,
+        route: &Route,
+        name: &str,
+        rows: Vec<&[u8]>,
+        durable: bool,
+    ) -> Settled {
         let mut pending = vec![rows];
         while let Some(rows) = pending.pop() {
             let mut backoff = Backoff::new(Duration::from_millis(500), self.retry_max);
             let mut last_auth_warning: Option<Instant> = None;
             loop {
                 if route.stopped.load(Ordering::Relaxed) {
-                    self.dead_letter(
-                        route.table,
-                        name,
-                        "route stopped: the service answered 404 (see the log)",
-                        &rows,
-                    );
+                    self.dead_letter(route.table, name, "route stopped (see the log)", &rows);
                     break;
                 }
                 if self.give_up.is_cancelled() {
-                    if self.keep_on_give_up {
-                        return false;
+                    if durable {
+                        return Settled::No;
                     }
                     self.dead_letter(route.table, name, "not delivered before shutdown", &rows);
                     break;
                 }
                 let started = Instant::now();
-                let outcome = self.api.send(name, &rows).await;
+                let outcome = self.output.send(name, &rows).await;
                 tracing::debug!(
                     "{name}: {} rows: {outcome:?} in {:?}",
                     rows.len(),
@@ -204,7 +240,7 @@ impl<A: Api> Delivery<A> {
                     }
                     Outcome::Unauthorized { reason } => {
                         Metrics::add(&self.metrics.requests_unauthorized, 1);
-                        self.api.reset_credentials().await;
+                        self.output.reset_credentials().await;
                         let wait = backoff.next_wait();
                         if last_auth_warning.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                             tracing::error!(
@@ -230,7 +266,7 @@ impl<A: Api> Delivery<A> {
                 }
             }
         }
-        true
+        Settled::Yes
     }
 
     fn dead_letter(&self, table: Table, route: &str, error: &str, rows: &[&[u8]]) {
@@ -247,48 +283,30 @@ impl<A: Api> Delivery<A> {
     }
 }
 
-/// Runs `delivery` over every batch, with up to `concurrency` batches in flight.
-pub async fn serve<A: Api>(
-    delivery: Arc<Delivery<A>>,
-    batches: flume::Receiver<Batch>,
-    concurrency: usize,
-) {
+/// Runs `delivery` over the buffer until it ends, with up to `concurrency` batches in
+/// flight (1 keeps the order). A settled lease is acknowledged; one left undelivered at a
+/// give-up is kept (the spool holds it for the next start).
+pub async fn serve(delivery: Arc<Delivery>, reader: Reader, concurrency: usize) {
+    let durable = reader.is_durable();
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
-    while let Ok(batch) = batches.recv_async().await {
-        let slot = slots.clone().acquire_owned().await.expect("semaphore open");
+    while let Some(lease) = reader.next().await {
+        if durable && delivery.give_up.is_cancelled() {
+            // Out of time: what is left stays in the spool for the next start.
+            lease.keep();
+            break;
+        }
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
         let delivery = delivery.clone();
-        let metrics = delivery.metrics.clone();
         tasks.spawn(async move {
-            delivery.deliver(batch).await;
-            Metrics::add(&metrics.batches_written, 1);
-            drop(slot);
-        });
-        while tasks.try_join_next().is_some() {}
-    }
-    while tasks.join_next().await.is_some() {}
-}
-
-/// Runs `delivery` over the spool's chunks, oldest first, up to `concurrency` at once. A
-/// chunk is deleted once settled; one left undelivered at a give-up stays for the next start.
-pub async fn serve_spool<A: Api>(
-    delivery: Arc<Delivery<A>>,
-    spool: Arc<Spool>,
-    concurrency: usize,
-) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
-    let mut tasks = tokio::task::JoinSet::new();
-    while let Some(chunk) = spool.next().await {
-        let slot = slots.clone().acquire_owned().await.expect("semaphore open");
-        let (delivery, spool) = (delivery.clone(), spool.clone());
-        tasks.spawn(async move {
-            if let Some(batch) = spool.read(chunk) {
-                if delivery.deliver(batch).await {
+            match delivery.deliver(lease.batch(), durable).await {
+                Settled::Yes => {
                     Metrics::add(&delivery.metrics.batches_written, 1);
-                    spool.remove(chunk);
-                } else {
-                    spool.release(chunk);
+                    lease.ack();
                 }
+                Settled::No => lease.keep(),
             }
             drop(slot);
         });

@@ -1,50 +1,119 @@
 //! JSON lines on stdout or appended to a file: the local outputs.
+//!
+//! They run under the same driver as the Azure outputs, so a failed write is retried with
+//! back-off like a failed request, and at shutdown what cannot be written goes to the spool
+//! or the dead-letter file instead of being dropped.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::fs::OpenOptions;
+use std::io::{self, Write};
 use std::path::Path;
+use std::sync::Mutex;
 
-use crate::batch::Batch;
-
-/// A destination for batches. Called from one thread, in order.
-pub trait Sink: Send {
-    /// Delivers one batch. An error is counted and reported by the caller.
-    fn write(&mut self, batch: &Batch) -> io::Result<()>;
-    /// Makes everything written so far durable where the sink can.
-    fn flush(&mut self) -> io::Result<()>;
-}
+use super::delivery::Output;
+use super::retry::Outcome;
 
 /// Rows as JSON lines on any writer (stdout, a file).
-pub struct JsonLinesSink<W: Write + Send> {
-    out: BufWriter<W>,
+pub struct JsonLinesOutput {
+    what: String,
+    /// The writer, and the buffer a request is assembled in. No `BufWriter`: after a
+    /// failed write its buffer would still hold part of the batch and write it twice.
+    out: Mutex<(Box<dyn Write + Send>, Vec<u8>)>,
 }
 
-impl<W: Write + Send> JsonLinesSink<W> {
-    pub fn new(out: W) -> Self {
+impl JsonLinesOutput {
+    /// `what` names the destination in errors.
+    pub fn new(what: impl Into<String>, out: Box<dyn Write + Send>) -> Self {
         Self {
-            out: BufWriter::with_capacity(1 << 20, out),
+            what: what.into(),
+            out: Mutex::new((out, Vec::new())),
         }
     }
-}
 
-impl<W: Write + Send> Sink for JsonLinesSink<W> {
-    fn write(&mut self, batch: &Batch) -> io::Result<()> {
-        self.out.write_all(&batch.body)?;
-        // A batch is the unit of delivery: it leaves the process before the next one.
-        self.out.flush()
+    /// Opens `path` for appending (created if missing).
+    pub fn file(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Self::new(path.display().to_string(), Box::new(file)))
     }
 
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+    pub fn stdout() -> Self {
+        Self::new("standard output", Box::new(io::stdout()))
+    }
+
+    fn write(&self, rows: &[&[u8]]) -> io::Result<()> {
+        let mut guard = self.out.lock().expect("output lock");
+        let (out, buf) = &mut *guard;
+        buf.clear();
+        for row in rows {
+            buf.extend_from_slice(row);
+            buf.push(b'\n');
+        }
+        // A batch is the unit of delivery: it leaves the process before it is acknowledged.
+        out.write_all(buf)?;
+        out.flush()
     }
 }
 
-/// Opens `path` for appending (created if missing).
-pub fn file(path: &Path) -> io::Result<JsonLinesSink<File>> {
-    let file = OpenOptions::new().create(true).append(true).open(path)?;
-    Ok(JsonLinesSink::new(file))
+impl Output for JsonLinesOutput {
+    async fn send(&self, _route: &str, rows: &[&[u8]]) -> Outcome {
+        // A write can block (a full pipe, a slow disk): keep the runtime's other tasks moving.
+        let written = match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.write(rows))
+            }
+            _ => self.write(rows),
+        };
+        match written {
+            Ok(()) => Outcome::Delivered,
+            // Nobody reads any more (`cefgate run | head`): retrying cannot help.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Outcome::RouteBroken {
+                reason: format!("{}: {e}", self.what),
+            },
+            Err(e) => Outcome::Transient {
+                reason: format!("cannot write to {}: {e}", self.what),
+            },
+        }
+    }
+
+    fn request_size(&self, _rows: &[&[u8]]) -> usize {
+        // No request limit: a batch is written whole.
+        0
+    }
 }
 
-pub fn stdout() -> JsonLinesSink<io::Stdout> {
-    JsonLinesSink::new(io::stdout())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rows_are_written_as_lines_and_errors_classified() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.ndjson");
+        let out = JsonLinesOutput::file(&path).unwrap();
+        let rows: [&[u8]; 2] = [b"{\"a\":1}", b"{\"a\":2}"];
+        assert_eq!(out.send("Syslog", &rows).await, Outcome::Delivered);
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"a\":1}\n{\"a\":2}\n"
+        );
+
+        struct Failing(io::ErrorKind);
+        impl Write for Failing {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(self.0.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Err(self.0.into())
+            }
+        }
+        let full = JsonLinesOutput::new("disk", Box::new(Failing(io::ErrorKind::StorageFull)));
+        assert!(matches!(
+            full.send("Syslog", &rows).await,
+            Outcome::Transient { .. }
+        ));
+        let gone = JsonLinesOutput::new("pipe", Box::new(Failing(io::ErrorKind::BrokenPipe)));
+        assert!(matches!(
+            gone.send("Syslog", &rows).await,
+            Outcome::RouteBroken { .. }
+        ));
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use super::delivery::Api;
+use super::delivery::Output;
 use super::retry::{Outcome, parse_retry_after};
 use crate::auth::{TokenSource, error_chain};
 
@@ -74,7 +74,7 @@ pub fn service_ids(response: &reqwest::Response) -> String {
     )
 }
 
-impl Api for LogsIngestionApi {
+impl Output for LogsIngestionApi {
     async fn send(&self, stream: &str, rows: &[&[u8]]) -> Outcome {
         let json = json_array(rows);
         let token = match self.tokens.token().await {

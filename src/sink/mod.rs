@@ -1,6 +1,7 @@
 //! Sink: where finished batches go. JSON lines on stdout or in a file ([`json_lines`]), or an
-//! Azure Monitor API ([`logs_ingestion`], [`data_collector`]) through the shared delivery
-//! engine ([`delivery`]: size limits, retries, splitting, dead letters).
+//! Azure Monitor API ([`logs_ingestion`], [`data_collector`]), all run by one driver
+//! ([`delivery`]: size limits, retries, splitting, dead letters, shutdown). Adding an output
+//! means implementing [`delivery::Output`] and building it in [`build`].
 
 pub mod data_collector;
 pub mod dead_letter;
@@ -16,16 +17,16 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use json_lines::{JsonLinesSink, Sink, file, stdout};
+pub use delivery::{Delivery, Settled, serve};
+pub use json_lines::JsonLinesOutput;
 
 use crate::auth::{Credential, Secret, TokenSource};
-use crate::batch::Batch;
 use crate::config::{CredentialKind, OutputConfig, OutputKind};
 use crate::metrics::Metrics;
 use crate::record::Table;
 use data_collector::DataCollectorApi;
 use dead_letter::DeadLetterQueue;
-use delivery::{Delivery, Route};
+use delivery::Route;
 use logs_ingestion::LogsIngestionApi;
 
 /// Why an output could not be set up. Names the setting, never a secret's value.
@@ -42,39 +43,15 @@ pub enum OutputSetupError {
     SharedKey(#[from] signature::KeyError),
     #[error("cannot set up HTTPS: {0}")]
     Http(String),
+    #[error("`{0}` is not set")]
+    Missing(&'static str),
 }
 
-/// An Azure output, ready to run.
-pub enum AzureOutput {
-    LogsIngestion(Arc<Delivery<LogsIngestionApi>>),
-    DataCollector(Arc<Delivery<DataCollectorApi>>),
-}
-
-/// Where an output takes its batches from.
-pub enum BatchSource {
-    /// Straight from the decode workers (memory only).
-    Channel(flume::Receiver<Batch>),
-    /// From the durable spool.
-    Spool(Arc<crate::spool::Spool>),
-}
-
-impl AzureOutput {
-    pub async fn serve(self, source: BatchSource, concurrency: usize) {
-        match (self, source) {
-            (AzureOutput::LogsIngestion(d), BatchSource::Channel(rx)) => {
-                delivery::serve(d, rx, concurrency).await
-            }
-            (AzureOutput::DataCollector(d), BatchSource::Channel(rx)) => {
-                delivery::serve(d, rx, concurrency).await
-            }
-            (AzureOutput::LogsIngestion(d), BatchSource::Spool(s)) => {
-                delivery::serve_spool(d, s, concurrency).await
-            }
-            (AzureOutput::DataCollector(d), BatchSource::Spool(s)) => {
-                delivery::serve_spool(d, s, concurrency).await
-            }
-        }
-    }
+/// An output, ready for [`serve`] (once in an `Arc`): its driver and how many batches it
+/// takes at once.
+pub struct BuiltOutput {
+    pub delivery: Delivery,
+    pub concurrency: usize,
 }
 
 fn read_secret(
@@ -119,27 +96,17 @@ fn text(v: &Option<toml::Spanned<String>>) -> Option<String> {
     v.as_ref().map(|s| s.get_ref().clone())
 }
 
-/// Builds the Azure output described by `config` (a validated logs-ingestion or
-/// data-collector `[output]`).
-pub fn azure(
+/// Builds the output described by `config` (a validated `[output]`). `give_up` is fired
+/// at the shutdown deadline.
+pub fn build(
     config: &OutputConfig,
     dead_letter_path: &std::path::Path,
     metrics: Arc<Metrics>,
     give_up: CancellationToken,
-    spooled: bool,
-) -> Result<AzureOutput, OutputSetupError> {
-    let client = http_client(Duration::from_secs(config.timeout_secs))?;
-    if let Some(dir) = dead_letter_path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let dead_letters =
-        DeadLetterQueue::open(dead_letter_path).map_err(|source| OutputSetupError::Open {
-            path: dead_letter_path.display().to_string(),
-            source,
-        })?;
+) -> Result<BuiltOutput, OutputSetupError> {
+    let dead_letters = DeadLetterQueue::new(dead_letter_path);
+    let retry_max = Duration::from_secs(config.retry_max_secs.max(1));
+    let client = || http_client(Duration::from_secs(config.timeout_secs));
     let endpoint = text(&config.endpoint).unwrap_or_default();
     let max = |default: usize| {
         config
@@ -147,7 +114,20 @@ pub fn azure(
             .as_ref()
             .map_or(default, |m| *m.get_ref())
     };
-    match config.kind.get_ref() {
+    let mut built = match config.kind.get_ref() {
+        OutputKind::Stdout => local(JsonLinesOutput::stdout(), dead_letters, metrics, give_up),
+        OutputKind::File => {
+            let path = config
+                .path
+                .as_ref()
+                .ok_or(OutputSetupError::Missing("path"))?
+                .get_ref();
+            let output = JsonLinesOutput::file(path).map_err(|source| OutputSetupError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+            local(output, dead_letters, metrics, give_up)
+        }
         OutputKind::LogsIngestion => {
             let authority = text(&config.authority_host)
                 .unwrap_or_else(|| "https://login.microsoftonline.com".into());
@@ -193,6 +173,7 @@ pub fn azure(
             };
             let scope =
                 text(&config.scope).unwrap_or_else(|| "https://monitor.azure.com//.default".into());
+            let client = client()?;
             let api = LogsIngestionApi {
                 client: client.clone(),
                 endpoint,
@@ -216,11 +197,17 @@ pub fn azure(
                     ),
                 ),
             ];
-            let mut delivery =
-                Delivery::new(api, routes, max(1_048_576), dead_letters, metrics, give_up);
-            delivery.keep_on_give_up = spooled;
-            delivery.retry_max = Duration::from_secs(config.retry_max_secs.max(1));
-            Ok(AzureOutput::LogsIngestion(Arc::new(delivery)))
+            BuiltOutput {
+                delivery: Delivery::new(
+                    api,
+                    routes,
+                    max(1_048_576),
+                    dead_letters,
+                    metrics,
+                    give_up,
+                ),
+                concurrency: config.concurrency,
+            }
         }
         OutputKind::DataCollector => {
             let workspace = text(&config.workspace_id).unwrap_or_default();
@@ -236,7 +223,7 @@ pub fn azure(
                 endpoint
             };
             let api = DataCollectorApi {
-                client,
+                client: client()?,
                 endpoint,
                 signer,
                 time_generated_field: text(&config.time_generated_field)
@@ -254,12 +241,35 @@ pub fn azure(
                     Some(text(&config.syslog_log_type).unwrap_or_else(|| "Syslog".into())),
                 ),
             ];
-            let mut delivery =
-                Delivery::new(api, routes, max(30_000_000), dead_letters, metrics, give_up);
-            delivery.keep_on_give_up = spooled;
-            delivery.retry_max = Duration::from_secs(config.retry_max_secs.max(1));
-            Ok(AzureOutput::DataCollector(Arc::new(delivery)))
+            BuiltOutput {
+                delivery: Delivery::new(
+                    api,
+                    routes,
+                    max(30_000_000),
+                    dead_letters,
+                    metrics,
+                    give_up,
+                ),
+                concurrency: config.concurrency,
+            }
         }
-        OutputKind::Stdout | OutputKind::File => unreachable!("not an Azure output"),
+    };
+    built.delivery.retry_max = retry_max;
+    Ok(built)
+}
+
+/// A local output: both tables into one stream of lines, one batch at a time so that rows
+/// keep their order.
+fn local(
+    output: JsonLinesOutput,
+    dead_letters: DeadLetterQueue,
+    metrics: Arc<Metrics>,
+    give_up: CancellationToken,
+) -> BuiltOutput {
+    let routes =
+        [Table::CommonSecurityLog, Table::Syslog].map(|t| Route::new(t, Some(t.name().into())));
+    BuiltOutput {
+        delivery: Delivery::new(output, routes, usize::MAX, dead_letters, metrics, give_up),
+        concurrency: 1,
     }
 }

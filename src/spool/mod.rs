@@ -76,6 +76,8 @@ struct Inner {
     queued: VecDeque<Chunk>,
     bytes: u64,
     closed: bool,
+    /// Shutting down: what is still in memory goes to disk even past `max_bytes`.
+    overflow: bool,
 }
 
 /// The spool. Producers (decode threads) block in [`Spool::append`] while it is full;
@@ -148,6 +150,7 @@ impl Spool {
                 queued: VecDeque::new(),
                 bytes: 0,
                 closed: false,
+                overflow: false,
             }),
             space: Condvar::new(),
             ready: tokio::sync::Notify::new(),
@@ -201,7 +204,8 @@ impl Spool {
             // A batch larger than the whole spool still goes in when the spool is empty.
             // (Chunks being delivered count: they are still on disk.)
             let mut waited = false;
-            while inner.bytes + size > self.settings.max_bytes && inner.bytes > 0 {
+            while inner.bytes + size > self.settings.max_bytes && inner.bytes > 0 && !inner.overflow
+            {
                 if !waited {
                     waited = true;
                     Metrics::add(&self.metrics.spool_full_waits, 1);
@@ -290,6 +294,14 @@ impl Spool {
             }
             notified.await;
         }
+    }
+
+    /// From now on [`Spool::append`] no longer waits for space: at shutdown, the rows still
+    /// in memory are written even past `max_bytes` (the overshoot is bounded by the memory
+    /// budget), because the alternative is to lose them.
+    pub fn allow_overflow(&self) {
+        self.inner.lock().expect("spool lock").overflow = true;
+        self.space.notify_all();
     }
 
     /// Says no more chunks will be appended (at shutdown); [`Spool::next`] then ends when
@@ -384,19 +396,24 @@ impl Spool {
 
     /// Chunk files in the spool folder (waiting, being delivered, or kept for a restart).
     pub fn chunks_on_disk(&self) -> usize {
-        fs::read_dir(&self.settings.path)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .filter(|e| e.file_name().to_string_lossy().ends_with(".chunk"))
-                    .count()
-            })
-            .unwrap_or(0)
+        chunks_in(&self.settings.path)
     }
 
     /// Chunks waiting (not counting those being delivered).
     pub fn queued(&self) -> usize {
         self.inner.lock().expect("spool lock").queued.len()
     }
+}
+
+/// Chunk files in a spool folder.
+pub fn chunks_in(folder: &Path) -> usize {
+    fs::read_dir(folder)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".chunk"))
+                .count()
+        })
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
