@@ -133,6 +133,24 @@ impl ListenerConfig {
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms)
     }
+    pub fn socket_address(&self) -> Option<SocketAddr> {
+        self.address.get_ref().parse().ok()
+    }
+
+    /// The TLS settings of a tls listener, read from its PEM files.
+    pub fn tls_acceptor(
+        &self,
+    ) -> Result<crate::listen::tls::Acceptor, crate::listen::tls::TlsSetupError> {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => crate::listen::tls::Acceptor::new(
+                cert.get_ref(),
+                key.get_ref(),
+                self.client_ca.as_ref().map(|c| c.get_ref().as_path()),
+            ),
+            _ => Err(crate::listen::tls::TlsSetupError::NotConfigured),
+        }
+    }
+
     /// The parsed allowlist (validated when the configuration was loaded).
     pub fn allowlist(&self) -> Vec<IpNet> {
         self.allow
@@ -442,6 +460,52 @@ struct Locator<'a> {
 }
 
 impl Locator<'_> {
+    /// Where the value of `key = ...` starts in the table that begins at `table` (the whole
+    /// file when `None`): from there to the next `[` header.
+    fn key(&self, table: Option<Range<usize>>, key: &str) -> Option<Range<usize>> {
+        let (start, whole) = match table {
+            Some(t) => (t.start.min(self.text.len()), false),
+            None => (0, true),
+        };
+        // A table's span may begin at its header or inside it: go back to its line start.
+        let start = self.text[..start].rfind('\n').map_or(0, |i| i + 1);
+        let mut offset = start;
+        for (i, line) in self.text[start..].split_inclusive('\n').enumerate() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with('[') && i > 0 && !whole {
+                break;
+            }
+            if let Some(rest) = trimmed.strip_prefix(key)
+                && rest.trim_start().starts_with('=')
+            {
+                let eq = line.len() - rest.trim_start().len();
+                let value = line[eq + 1..].len() - line[eq + 1..].trim_start().len();
+                let at = offset + eq + 1 + value;
+                return Some(at..at + 1);
+            }
+            offset += line.len();
+        }
+        None
+    }
+
+    /// The text of a `[name]` table: from its header to the next header.
+    fn section(&self, name: &str) -> Option<Range<usize>> {
+        let header = format!("[{name}]");
+        let mut offset = 0;
+        let mut start = None;
+        for line in self.text.split_inclusive('\n') {
+            let trimmed = line.trim();
+            if start.is_some() && trimmed.starts_with('[') {
+                return start.map(|s| s..offset);
+            }
+            if trimmed.starts_with(&header) {
+                start = Some(offset);
+            }
+            offset += line.len();
+        }
+        start.map(|s| s..self.text.len())
+    }
+
     fn problem(&self, span: Option<Range<usize>>, message: impl Into<String>) -> ConfigProblem {
         let at = span.map_or(0, |s| s.start.min(self.text.len()));
         let before = &self.text[..at];
@@ -547,16 +611,26 @@ impl Config {
                     ));
                 }
             }
-            if l.max_message_bytes < 480 {
-                problems.push(at.problem(
-                    Some(spanned.span()),
-                    "max_message_bytes must be at least 480 (RFC 5426's minimum)",
-                ));
-            }
-            if l.max_connections == 0 {
-                problems
-                    .push(at.problem(Some(spanned.span()), "max_connections must be at least 1"));
-            }
+            let table = Some(spanned.span());
+            let mut range = |key: &str, value: u64, lo: u64, hi: u64| {
+                in_range(at, &mut problems, table.clone(), key, value, lo, hi)
+            };
+            range(
+                "max_message_bytes",
+                l.max_message_bytes as u64,
+                480,
+                MAX_MESSAGE_BYTES,
+            );
+            range("max_connections", l.max_connections as u64, 1, 65_536);
+            range("idle_timeout_secs", l.idle_timeout_secs, 1, 86_400);
+            range("keepalive_secs", l.keepalive_secs, 0, 86_400);
+            range("handshake_timeout_ms", l.handshake_timeout_ms, 100, 600_000);
+            range(
+                "receive_buffer_bytes",
+                l.receive_buffer_bytes as u64,
+                4096,
+                1 << 30,
+            );
             match protocol {
                 Protocol::Tls => {
                     for (name, value) in [("cert", &l.cert), ("key", &l.key)] {
@@ -580,6 +654,17 @@ impl Config {
                             format!("client_ca file {} does not exist", ca.get_ref().display()),
                         ));
                     }
+                    let files = [&l.cert, &l.key, &l.client_ca];
+                    let present = files
+                        .iter()
+                        .all(|f| f.as_ref().is_none_or(|f| f.get_ref().is_file()));
+                    if let (true, Some(cert), Some(_)) = (present, &l.cert, &l.key)
+                        && let Err(e) = l.tls_acceptor()
+                    {
+                        // The same construction as at start: a file that is no PEM, a key
+                        // that does not match, a CA bundle that is no CA.
+                        problems.push(at.problem(Some(cert.span()), e.to_string()));
+                    }
                 }
                 Protocol::Udp | Protocol::Tcp => {
                     for (name, value) in [
@@ -600,23 +685,60 @@ impl Config {
         validate_output(&self.output, at, &mut problems);
         if let Some(spool) = &self.spool {
             let sc = spool.get_ref();
-            parent_must_exist(&sc.path, at, &mut problems);
-            if sc.max_bytes < 1024 * 1024 {
-                problems.push(at.problem(
-                    Some(spool.span()),
-                    "[spool] max_bytes must be at least 1 MiB",
-                ));
+            let path = sc.path.get_ref();
+            if path.exists() {
+                if !path.is_dir() {
+                    problems.push(at.problem(
+                        Some(sc.path.span()),
+                        format!(
+                            "spool path {} exists and is not a directory",
+                            path.display()
+                        ),
+                    ));
+                }
+            } else {
+                parent_must_exist(&sc.path, at, &mut problems);
             }
+            in_range(
+                at,
+                &mut problems,
+                Some(spool.span()),
+                "max_bytes",
+                sc.max_bytes,
+                1 << 20,
+                1 << 50,
+            );
         }
-        if self.batch.max_rows == 0 || self.batch.max_bytes == 0 || self.batch.max_age_ms == 0 {
-            problems.push(at.problem(
-                None,
-                "[batch] max_rows, max_bytes and max_age_ms must be above 0",
-            ));
-        }
-        if self.pipeline.queue_batches == 0 {
-            problems.push(at.problem(None, "[pipeline] queue_batches must be above 0"));
-        }
+        let batch = at.section("batch");
+        let mut range = |key: &str, value: u64, lo: u64, hi: u64| {
+            in_range(at, &mut problems, batch.clone(), key, value, lo, hi)
+        };
+        range("max_rows", self.batch.max_rows as u64, 1, 1_000_000);
+        range("max_bytes", self.batch.max_bytes as u64, 1024, 64 << 20);
+        range("max_age_ms", self.batch.max_age_ms, 1, 3_600_000);
+        let pipeline = at.section("pipeline");
+        let mut range = |key: &str, value: u64, lo: u64, hi: u64| {
+            in_range(at, &mut problems, pipeline.clone(), key, value, lo, hi)
+        };
+        range("workers", self.pipeline.workers as u64, 0, 256);
+        range(
+            "queue_batches",
+            self.pipeline.queue_batches as u64,
+            1,
+            65_536,
+        );
+        range(
+            "shutdown_timeout_secs",
+            self.pipeline.shutdown_timeout_secs,
+            0,
+            86_400,
+        );
+        range(
+            "max_memory_bytes",
+            self.pipeline.max_memory_bytes as u64,
+            4 << 20,
+            1 << 40,
+        );
         let mut time_generated = Vec::new();
         for name in &self.record.time_generated {
             match TimeSource::parse(name.get_ref()) {
@@ -659,6 +781,29 @@ impl Config {
             Err(ConfigError { problems })
         }
     }
+}
+
+/// The longest message a listener may be set to keep (16 MiB).
+pub const MAX_MESSAGE_BYTES: u64 = 16 << 20;
+
+/// Reports `key = value` outside `lo..=hi`, at the key inside `table` when it is found there.
+fn in_range(
+    at: &Locator<'_>,
+    problems: &mut Vec<ConfigProblem>,
+    table: Option<Range<usize>>,
+    key: &str,
+    value: u64,
+    lo: u64,
+    hi: u64,
+) {
+    if (lo..=hi).contains(&value) {
+        return;
+    }
+    let span = at.key(table.clone(), key).or(table);
+    problems.push(at.problem(
+        span,
+        format!("{key} = {value} is out of range: use {lo} to {hi}"),
+    ));
 }
 
 /// A file cefgate will create needs an existing folder.
@@ -763,11 +908,44 @@ fn validate_output(
             ));
         }
     }
-    if o.concurrency == 0 || o.timeout_secs == 0 {
-        problems.push(at.problem(
-            Some(output.span()),
-            "concurrency and timeout_secs must be above 0",
-        ));
+    let table = Some(output.span());
+    in_range(
+        at,
+        problems,
+        table.clone(),
+        "concurrency",
+        o.concurrency as u64,
+        1,
+        64,
+    );
+    in_range(
+        at,
+        problems,
+        table.clone(),
+        "timeout_secs",
+        o.timeout_secs,
+        1,
+        3600,
+    );
+    in_range(
+        at,
+        problems,
+        table.clone(),
+        "retry_max_secs",
+        o.retry_max_secs,
+        1,
+        3600,
+    );
+    for path in [&o.path, &o.dead_letter_path].into_iter().flatten() {
+        if path.get_ref().is_dir() {
+            problems.push(at.problem(
+                Some(path.span()),
+                format!(
+                    "{} is a directory; give a file name",
+                    path.get_ref().display()
+                ),
+            ));
+        }
     }
     if let Some(max) = &o.max_request_bytes {
         let limit = if kind == OutputKind::DataCollector {
@@ -873,6 +1051,18 @@ fn validate_output(
                 "shared key",
                 problems,
             );
+            // Decoded as at start; the message never holds the key.
+            let at_key = o
+                .shared_key_env
+                .as_ref()
+                .map(|e| e.span())
+                .or(o.shared_key_file.as_ref().map(|f| f.span()));
+            if let Ok(key) =
+                crate::sink::read_secret("shared key", &o.shared_key_env, &o.shared_key_file)
+                && let Err(e) = crate::sink::signature::SharedKeySigner::new("", key.expose())
+            {
+                problems.push(at.problem(at_key, e.to_string()));
+            }
             for log_type in [&o.cef_log_type, &o.syslog_log_type].into_iter().flatten() {
                 let name = log_type.get_ref();
                 let valid = name.len() <= 100

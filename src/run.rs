@@ -54,6 +54,8 @@ pub enum RunError {
         address: String,
         source: listen::tls::TlsSetupError,
     },
+    #[error("address {0:?} is not IP:PORT")]
+    Address(String),
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot start a decode thread: {0}")]
@@ -226,7 +228,9 @@ async fn serve(
     for spanned in &config.listener {
         let l = Arc::new(spanned.get_ref().clone());
         let protocol = *l.protocol.get_ref();
-        let address: SocketAddr = l.address.get_ref().parse().expect("validated address");
+        let Some(address) = l.socket_address() else {
+            return Err(RunError::Address(l.address.get_ref().clone()));
+        };
         let ctx = ListenerContext {
             queue: frames.clone(),
             metrics: metrics.clone(),
@@ -250,14 +254,10 @@ async fn serve(
             }
             Protocol::Tcp | Protocol::Tls => {
                 let acceptor = match protocol {
-                    Protocol::Tls => {
-                        Some(
-                            listen::tls::Acceptor::new(&l).map_err(|source| RunError::Tls {
-                                address: address.to_string(),
-                                source,
-                            })?,
-                        )
-                    }
+                    Protocol::Tls => Some(l.tls_acceptor().map_err(|source| RunError::Tls {
+                        address: address.to_string(),
+                        source,
+                    })?),
                     _ => None,
                 };
                 let listener = TcpListener::bind(address).await.map_err(bind_error)?;

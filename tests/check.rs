@@ -89,3 +89,102 @@ fn a_port_in_use_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+/// `LINE:COL` of the first `needle` in `text` (both 1-based, columns in characters).
+fn locate(text: &str, needle: &str) -> String {
+    let at = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} not in {text}"));
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap().chars().count() + 1;
+    format!("{line}:{column}")
+}
+
+#[test]
+fn settings_that_would_break_a_run_are_refused_by_check_and_run_with_their_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    std::fs::write(dir.path().join("a-file"), "x").unwrap();
+    std::fs::write(dir.path().join("not.pem"), "hello, not a certificate\n").unwrap();
+    std::fs::write(dir.path().join("key.txt"), "not base64!!\n").unwrap();
+    let tcp = "[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n";
+    let file_output = format!("[output]\ntype = \"file\"\npath = \"{d}/rows.ndjson\"\n");
+    // (configuration, where the problem is, what it says)
+    let cases: Vec<(String, String, &str)> = vec![
+        (
+            format!("{tcp}max_connections = 9223372036854775807\n{file_output}"),
+            "9223372036854775807".into(),
+            "max_connections = 9223372036854775807 is out of range",
+        ),
+        (
+            format!("{tcp}{file_output}concurrency = 9223372036854775807\n"),
+            "9223372036854775807".into(),
+            "concurrency = 9223372036854775807 is out of range",
+        ),
+        (
+            format!(
+                "{tcp}{file_output}\n[pipeline]\nshutdown_timeout_secs = 9223372036854775807\n"
+            ),
+            "9223372036854775807".into(),
+            "shutdown_timeout_secs = 9223372036854775807 is out of range",
+        ),
+        (
+            format!("{tcp}{file_output}\n[pipeline]\nworkers = 1000000\n"),
+            "1000000".into(),
+            "workers = 1000000 is out of range: use 0 to 256",
+        ),
+        (
+            format!("{tcp}idle_timeout_secs = 0\n{file_output}"),
+            "0\n[output]".into(),
+            "idle_timeout_secs = 0 is out of range",
+        ),
+        (
+            format!(
+                "[[listener]]\nprotocol = \"tls\"\naddress = \"127.0.0.1:0\"\ncert = \"{d}/not.pem\"\nkey = \"{d}/not.pem\"\n{file_output}"
+            ),
+            format!("\"{d}/not.pem\""),
+            "no certificate found",
+        ),
+        (
+            format!("{tcp}{file_output}\n[spool]\npath = \"{d}/a-file\"\n"),
+            format!("\"{d}/a-file\""),
+            "exists and is not a directory",
+        ),
+        (
+            format!("{tcp}[output]\ntype = \"file\"\npath = \"{d}\"\n"),
+            format!("\"{d}\""),
+            "is a directory",
+        ),
+        (
+            format!(
+                "{tcp}[output]\ntype = \"data-collector\"\nworkspace_id = \"00000000-0000-0000-0000-000000000000\"\nshared_key_file = \"{d}/key.txt\"\n"
+            ),
+            format!("\"{d}/key.txt\""),
+            "not valid base64",
+        ),
+    ];
+    for (i, (text, at, message)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("case-{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let p = path.to_str().unwrap();
+        let expected = format!("{p}:{}: ", locate(text, at));
+        for command in ["check", "run"] {
+            let out = cefgate(&[command, "--config", p]);
+            let stderr = String::from_utf8(out.stderr).unwrap();
+            assert!(!out.status.success(), "{command} accepted:\n{text}");
+            let line = stderr
+                .lines()
+                .find(|l| l.contains(message))
+                .unwrap_or_else(|| panic!("{command}: no {message:?} in:\n{stderr}"));
+            assert!(
+                line.starts_with(&expected),
+                "{command}: {line:?}, expected {expected}"
+            );
+            assert!(
+                !stderr.contains("not base64!!"),
+                "the key must not be shown"
+            );
+        }
+    }
+}

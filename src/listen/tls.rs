@@ -32,6 +32,8 @@ pub enum TlsSetupError {
     },
     #[error("TLS configuration rejected: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("a tls listener needs `cert` and `key`")]
+    NotConfigured,
     #[error("client CA bundle {path} is not usable: {reason}")]
     ClientCa { path: String, reason: String },
 }
@@ -57,17 +59,13 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupErr
 }
 
 impl Acceptor {
-    pub fn new(config: &ListenerConfig) -> Result<Self, TlsSetupError> {
-        let cert_path = config
-            .cert
-            .as_ref()
-            .expect("validated: tls has cert")
-            .get_ref();
-        let key_path = config
-            .key
-            .as_ref()
-            .expect("validated: tls has key")
-            .get_ref();
+    /// Reads the PEM files and builds the TLS settings: the same call checks a configuration
+    /// (`cefgate check`) and starts a listener.
+    pub fn new(
+        cert_path: &Path,
+        key_path: &Path,
+        client_ca: Option<&Path>,
+    ) -> Result<Self, TlsSetupError> {
         let chain = certificates(cert_path)?;
         let key = PrivateKeyDer::from_pem_file(key_path).map_err(|source| TlsSetupError::Key {
             path: key_path.display().to_string(),
@@ -76,10 +74,9 @@ impl Acceptor {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-        let server = match &config.client_ca {
+        let server = match client_ca {
             None => builder.with_no_client_auth().with_single_cert(chain, key)?,
-            Some(ca) => {
-                let ca_path = ca.get_ref();
+            Some(ca_path) => {
                 let mut roots = RootCertStore::empty();
                 for cert in certificates(ca_path)? {
                     roots.add(cert).map_err(|e| TlsSetupError::ClientCa {

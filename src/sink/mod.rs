@@ -54,7 +54,8 @@ pub struct BuiltOutput {
     pub concurrency: usize,
 }
 
-fn read_secret(
+/// Reads a secret from the environment variable or the file named in the configuration.
+pub fn read_secret(
     what: &'static str,
     env: &Option<toml::Spanned<String>>,
     file: &Option<toml::Spanned<PathBuf>>,
