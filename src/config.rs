@@ -15,9 +15,15 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::auth::{Credential, Secret};
 use crate::decode::time::parse_zone;
 pub use crate::frame::{Framing, Oversize};
+pub use crate::listen::Protocol;
+use crate::listen::{ListenerSettings, TlsSetupError, tls::Acceptor};
 use crate::record::TimeSource;
+use crate::sink::data_collector::RENAMED_TIME_GENERATED;
+use crate::sink::signature::SharedKeySigner;
+use crate::sink::{DataCollectorSettings, Destination, LogsIngestionSettings, OutputSettings};
 
 /// The configuration `cefgate run` uses without `--config`: UDP and TCP on 127.0.0.1:5514,
 /// rows printed to stdout.
@@ -65,24 +71,6 @@ pub struct SpoolConfig {
     pub fsync: crate::spool::FsyncPolicy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    Udp,
-    Tcp,
-    Tls,
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Protocol::Udp => "udp",
-            Protocol::Tcp => "tcp",
-            Protocol::Tls => "tls",
-        })
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
@@ -121,42 +109,23 @@ pub struct ListenerConfig {
 
 impl ListenerConfig {
     /// The framing in force: as configured, or the protocol's default.
-    pub fn framing(&self) -> Framing {
+    fn framing(&self) -> Framing {
         self.framing.unwrap_or(match self.protocol.get_ref() {
             Protocol::Tls => Framing::OctetCounting,
             _ => Framing::Auto,
         })
     }
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.idle_timeout_secs)
-    }
-    pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_millis(self.handshake_timeout_ms)
-    }
-    pub fn socket_address(&self) -> Option<SocketAddr> {
-        self.address.get_ref().parse().ok()
-    }
 
     /// The TLS settings of a tls listener, read from its PEM files.
-    pub fn tls_acceptor(
-        &self,
-    ) -> Result<crate::listen::tls::Acceptor, crate::listen::tls::TlsSetupError> {
+    fn tls_acceptor(&self) -> Result<Acceptor, TlsSetupError> {
         match (&self.cert, &self.key) {
-            (Some(cert), Some(key)) => crate::listen::tls::Acceptor::new(
+            (Some(cert), Some(key)) => Acceptor::new(
                 cert.get_ref(),
                 key.get_ref(),
                 self.client_ca.as_ref().map(|c| c.get_ref().as_path()),
             ),
-            _ => Err(crate::listen::tls::TlsSetupError::NotConfigured),
+            _ => Err(TlsSetupError::NotConfigured),
         }
-    }
-
-    /// The parsed allowlist (validated when the configuration was loaded).
-    pub fn allowlist(&self) -> Vec<IpNet> {
-        self.allow
-            .iter()
-            .filter_map(|a| parse_net(a.get_ref()))
-            .collect()
     }
 }
 
@@ -525,18 +494,24 @@ impl Locator<'_> {
 pub struct Resolved {
     pub zone: FixedOffset,
     pub time_generated: Vec<TimeSource>,
+    /// Every `[[listener]]`, checked, with its TLS settings read.
+    pub listeners: Vec<ListenerSettings>,
+    /// The output, with its secret read.
+    pub output: OutputSettings,
 }
 
 impl Config {
     /// Where rows refused for good are kept: `[output] dead_letter_path`, else
-    /// `dead-letters.ndjson` in the spool folder, else `cefgate-dead-letters.ndjson` here.
+    /// `dead-letters.ndjson` in the spool folder, else in the state folder
+    /// ([`state_folder`]). Never the working directory, which may be `/` or a checkout. The
+    /// file (and its folder) is made at the first dead letter.
     pub fn dead_letter_path(&self) -> PathBuf {
         if let Some(p) = &self.output.get_ref().dead_letter_path {
             return p.get_ref().clone();
         }
         match &self.spool {
             Some(s) => s.get_ref().path.get_ref().join("dead-letters.ndjson"),
-            None => PathBuf::from("cefgate-dead-letters.ndjson"),
+            None => state_folder().join("dead-letters.ndjson"),
         }
     }
 
@@ -575,10 +550,13 @@ impl Config {
             problems.push(at.problem(None, "no [[listener]]: cefgate would receive nothing"));
         }
         let mut seen: Vec<(Protocol, SocketAddr)> = Vec::new();
+        let mut listeners = Vec::new();
         for spanned in &self.listener {
             let l = spanned.get_ref();
             let protocol = *l.protocol.get_ref();
-            match l.address.get_ref().parse::<SocketAddr>() {
+            let address = l.address.get_ref().parse::<SocketAddr>();
+            let mut tls = None;
+            match address {
                 Ok(addr) => {
                     let stream = |p: Protocol| p != Protocol::Udp;
                     let clash = seen.iter().any(|(p, a)| {
@@ -600,15 +578,17 @@ impl Config {
                     ),
                 )),
             }
+            let mut allow = Vec::new();
             for net in &l.allow {
-                if parse_net(net.get_ref()).is_none() {
-                    problems.push(at.problem(
+                match parse_net(net.get_ref()) {
+                    Some(n) => allow.push(n),
+                    None => problems.push(at.problem(
                         Some(net.span()),
                         format!(
                             "allow entry {:?} is not a CIDR range or IP address",
                             net.get_ref()
                         ),
-                    ));
+                    )),
                 }
             }
             let table = Some(spanned.span());
@@ -658,12 +638,13 @@ impl Config {
                     let present = files
                         .iter()
                         .all(|f| f.as_ref().is_none_or(|f| f.get_ref().is_file()));
-                    if let (true, Some(cert), Some(_)) = (present, &l.cert, &l.key)
-                        && let Err(e) = l.tls_acceptor()
-                    {
-                        // The same construction as at start: a file that is no PEM, a key
-                        // that does not match, a CA bundle that is no CA.
-                        problems.push(at.problem(Some(cert.span()), e.to_string()));
+                    if let (true, Some(cert), Some(_)) = (present, &l.cert, &l.key) {
+                        // Built here, once: a file that is no PEM, a key that does not match
+                        // or a CA bundle that is no CA is found by `check`.
+                        match l.tls_acceptor() {
+                            Ok(acceptor) => tls = Some(acceptor),
+                            Err(e) => problems.push(at.problem(Some(cert.span()), e.to_string())),
+                        }
                     }
                 }
                 Protocol::Udp | Protocol::Tcp => {
@@ -681,8 +662,36 @@ impl Config {
                     }
                 }
             }
+            if let Ok(address) = address {
+                listeners.push(ListenerSettings {
+                    protocol,
+                    address,
+                    framing: l.framing(),
+                    max_message_bytes: l.max_message_bytes,
+                    oversize: l.oversize,
+                    max_connections: l.max_connections,
+                    idle_timeout: Duration::from_secs(l.idle_timeout_secs),
+                    keepalive: (l.keepalive_secs > 0)
+                        .then(|| Duration::from_secs(l.keepalive_secs)),
+                    handshake_timeout: Duration::from_millis(l.handshake_timeout_ms),
+                    receive_buffer_bytes: l.receive_buffer_bytes,
+                    allow,
+                    tls,
+                });
+            }
         }
         validate_output(&self.output, at, &mut problems);
+        let output = if problems.is_empty() {
+            match self.output.get_ref().settings(self.dead_letter_path()) {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    problems.push(at.problem(Some(self.output.span()), e));
+                    None
+                }
+            }
+        } else {
+            None
+        };
         if let Some(spool) = &self.spool {
             let sc = spool.get_ref();
             let path = sc.path.get_ref();
@@ -772,14 +781,174 @@ impl Config {
                 }
             },
         };
-        if problems.is_empty() {
-            Ok(Resolved {
+        match output {
+            Some(output) if problems.is_empty() => Ok(Resolved {
                 zone,
                 time_generated,
-            })
-        } else {
-            Err(ConfigError { problems })
+                listeners,
+                output,
+            }),
+            _ => Err(ConfigError { problems }),
         }
+    }
+}
+
+/// Reads a secret from the environment variable or the file named in the configuration.
+fn read_secret(
+    what: &'static str,
+    env: &Option<toml::Spanned<String>>,
+    file: &Option<toml::Spanned<PathBuf>>,
+) -> Result<Secret, String> {
+    let value = match (env, file) {
+        (Some(var), _) => std::env::var(var.get_ref()).map_err(|_| {
+            format!(
+                "the {what}: environment variable {} is not set",
+                var.get_ref()
+            )
+        })?,
+        (None, Some(path)) => std::fs::read_to_string(path.get_ref())
+            .map_err(|e| format!("the {what}: {}: {e}", path.get_ref().display()))?,
+        (None, None) => {
+            return Err(format!("the {what} is not configured"));
+        }
+    };
+    Ok(Secret::new(value.trim().to_string()))
+}
+
+/// Where cefgate keeps state it makes itself: `$STATE_DIRECTORY` (set by systemd's
+/// `StateDirectory=`), else `$XDG_STATE_HOME/cefgate`, else `~/.local/state/cefgate`, else
+/// `/var/lib/cefgate`.
+pub fn state_folder() -> PathBuf {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = var("STATE_DIRECTORY") {
+        // systemd may list several, separated by colons: the first is ours.
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        return PathBuf::from(first);
+    }
+    if let Some(dir) = var("XDG_STATE_HOME") {
+        return dir.join("cefgate");
+    }
+    match var("HOME") {
+        Some(home) => home.join(".local/state/cefgate"),
+        None => PathBuf::from("/var/lib/cefgate"),
+    }
+}
+
+fn text(v: &Option<Spanned<String>>) -> Option<String> {
+    v.as_ref().map(|s| s.get_ref().clone())
+}
+
+/// A route name; an empty one turns the route off.
+fn route(v: &Option<Spanned<String>>, default: &str) -> Option<String> {
+    Some(text(v).unwrap_or_else(|| default.into())).filter(|n| !n.is_empty())
+}
+
+impl OutputConfig {
+    /// The typed settings of an output that passed [`validate_output`]; reads its secret.
+    fn settings(&self, dead_letter_path: PathBuf) -> Result<OutputSettings, String> {
+        let env = |name: &str| std::env::var(name).ok();
+        let endpoint = text(&self.endpoint).unwrap_or_default();
+        let destination = match self.kind.get_ref() {
+            OutputKind::Stdout => Destination::Stdout,
+            OutputKind::File => Destination::File(
+                self.path
+                    .as_ref()
+                    .ok_or("a file output needs `path`")?
+                    .get_ref()
+                    .clone(),
+            ),
+            OutputKind::LogsIngestion => {
+                let authority = || {
+                    text(&self.authority_host)
+                        .unwrap_or_else(|| "https://login.microsoftonline.com".into())
+                };
+                let credential = match self
+                    .credential
+                    .as_ref()
+                    .map_or(CredentialKind::ClientSecret, |c| *c.get_ref())
+                {
+                    CredentialKind::ClientSecret => Credential::ClientSecret {
+                        authority_host: authority(),
+                        tenant_id: text(&self.tenant_id).unwrap_or_default(),
+                        client_id: text(&self.client_id).unwrap_or_default(),
+                        secret: read_secret(
+                            "client secret",
+                            &self.client_secret_env,
+                            &self.client_secret_file,
+                        )?,
+                    },
+                    CredentialKind::WorkloadIdentity => Credential::WorkloadIdentity {
+                        authority_host: text(&self.authority_host)
+                            .or_else(|| env("AZURE_AUTHORITY_HOST"))
+                            .unwrap_or_else(|| "https://login.microsoftonline.com".into()),
+                        tenant_id: text(&self.tenant_id)
+                            .or_else(|| env("AZURE_TENANT_ID"))
+                            .unwrap_or_default(),
+                        client_id: text(&self.client_id)
+                            .or_else(|| env("AZURE_CLIENT_ID"))
+                            .unwrap_or_default(),
+                        token_file: self
+                            .federated_token_file
+                            .as_ref()
+                            .map(|f| f.get_ref().clone())
+                            .or_else(|| env("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from))
+                            .unwrap_or_default(),
+                    },
+                    CredentialKind::ManagedIdentity => Credential::ManagedIdentity {
+                        endpoint: text(&self.managed_identity_endpoint).unwrap_or_else(|| {
+                            "http://169.254.169.254/metadata/identity/oauth2/token".into()
+                        }),
+                        client_id: text(&self.client_id),
+                    },
+                };
+                Destination::LogsIngestion(LogsIngestionSettings {
+                    endpoint,
+                    dcr_id: text(&self.dcr_id).unwrap_or_default(),
+                    cef_stream: route(&self.cef_stream, "Custom-CefGate_CommonSecurityLog"),
+                    syslog_stream: route(&self.syslog_stream, "Custom-CefGate_Syslog"),
+                    gzip: self.gzip,
+                    credential,
+                    scope: text(&self.scope)
+                        .unwrap_or_else(|| "https://monitor.azure.com//.default".into()),
+                })
+            }
+            OutputKind::DataCollector => {
+                let workspace = text(&self.workspace_id).unwrap_or_default();
+                let key = read_secret("shared key", &self.shared_key_env, &self.shared_key_file)?;
+                let signer =
+                    SharedKeySigner::new(&workspace, key.expose()).map_err(|e| e.to_string())?;
+                Destination::DataCollector(DataCollectorSettings {
+                    endpoint: if endpoint.is_empty() {
+                        format!("https://{workspace}.ods.opinsights.azure.com")
+                    } else {
+                        endpoint
+                    },
+                    signer,
+                    cef_log_type: route(&self.cef_log_type, "CommonSecurityLog"),
+                    syslog_log_type: route(&self.syslog_log_type, "Syslog"),
+                    time_generated_field: text(&self.time_generated_field)
+                        .unwrap_or_else(|| RENAMED_TIME_GENERATED.into()),
+                    azure_resource_id: text(&self.azure_resource_id),
+                })
+            }
+        };
+        Ok(OutputSettings {
+            destination,
+            concurrency: self.concurrency,
+            timeout: Duration::from_secs(self.timeout_secs),
+            retry_max: Duration::from_secs(self.retry_max_secs),
+            max_request_bytes: self.max_request_bytes.as_ref().map(|m| *m.get_ref()),
+            dead_letter_path,
+        })
     }
 }
 
@@ -1057,9 +1226,8 @@ fn validate_output(
                 .as_ref()
                 .map(|e| e.span())
                 .or(o.shared_key_file.as_ref().map(|f| f.span()));
-            if let Ok(key) =
-                crate::sink::read_secret("shared key", &o.shared_key_env, &o.shared_key_file)
-                && let Err(e) = crate::sink::signature::SharedKeySigner::new("", key.expose())
+            if let Ok(key) = read_secret("shared key", &o.shared_key_env, &o.shared_key_file)
+                && let Err(e) = SharedKeySigner::new("", key.expose())
             {
                 problems.push(at.problem(at_key, e.to_string()));
             }
@@ -1128,11 +1296,11 @@ max_rows  = 5000
 max_bytes = 1048576
 max_age_ms = 1000
 "#;
-        let (config, resolved) = Config::parse("test.toml", text).unwrap();
-        let tcp = config.listener[1].get_ref();
-        assert_eq!(tcp.framing(), Framing::OctetCounting);
-        assert_eq!(config.listener[0].get_ref().framing(), Framing::Auto);
-        assert_eq!(tcp.allowlist().len(), 2);
+        let (_, resolved) = Config::parse("test.toml", text).unwrap();
+        let tcp = &resolved.listeners[1];
+        assert_eq!(tcp.framing, Framing::OctetCounting);
+        assert_eq!(resolved.listeners[0].framing, Framing::Auto);
+        assert_eq!(tcp.allow.len(), 2);
         assert_eq!(resolved.time_generated, vec![TimeSource::Received]);
     }
 

@@ -9,10 +9,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::Batch;
-use crate::config::{Config, OutputKind};
 use crate::metrics::Metrics;
 use crate::record::Table;
-use crate::sink::{self, dead_letter};
+use crate::sink::{self, Destination, OutputSettings, dead_letter};
 
 /// What the dead-letter queue holds.
 #[derive(Debug, Clone, Default)]
@@ -68,15 +67,14 @@ pub struct ReplayOutcome {
 /// Sends every dead-lettered row again through the configured Azure output. The file is
 /// renamed first, so rows refused again land in a fresh queue; it is deleted at the end.
 /// Rows still undelivered after `timeout` go back to the queue.
-pub fn replay(config: &Config, timeout: Duration) -> Result<ReplayOutcome, String> {
-    let output = config.output.get_ref();
+pub fn replay(output: &OutputSettings, timeout: Duration) -> Result<ReplayOutcome, String> {
     if !matches!(
-        output.kind.get_ref(),
-        OutputKind::LogsIngestion | OutputKind::DataCollector
+        output.destination,
+        Destination::LogsIngestion(_) | Destination::DataCollector(_)
     ) {
         return Err("dlq replay needs a logs-ingestion or data-collector [output]".into());
     }
-    let path = config.dead_letter_path();
+    let path = output.dead_letter_path.clone();
     let entries =
         dead_letter::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if entries.is_empty() {
@@ -102,7 +100,7 @@ pub fn replay(config: &Config, timeout: Duration) -> Result<ReplayOutcome, Strin
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let output =
-        sink::build(output, &path, metrics.clone(), give_up.clone()).map_err(|e| e.to_string())?;
+        sink::build(output, metrics.clone(), give_up.clone()).map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let timer = {
             let give_up = give_up.clone();

@@ -279,8 +279,11 @@ fn dlq(action: DlqAction) -> Result<(), String> {
             config,
             timeout_secs,
         } => {
-            let (config, _) = load(Some(&config))?;
-            let o = cefgate::dlq::replay(&config, std::time::Duration::from_secs(timeout_secs))?;
+            let (_, resolved) = load(Some(&config))?;
+            let o = cefgate::dlq::replay(
+                &resolved.output,
+                std::time::Duration::from_secs(timeout_secs),
+            )?;
             println!(
                 "replayed {} row(s): {} delivered, {} dead-lettered again",
                 o.rows, o.delivered, o.dead_lettered_again

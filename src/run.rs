@@ -31,9 +31,9 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::{Batch, BatchLimits, Batcher};
 use crate::budget::{Charge, MemoryBudget};
 use crate::buffer::{self, BufferSettings, Writer};
-use crate::config::{Config, Protocol, Resolved};
+use crate::config::{Config, Resolved};
 use crate::decode::TimeContext;
-use crate::listen::{self, FrameBatch, ListenerContext};
+use crate::listen::{self, FrameBatch, ListenerContext, ListenerSettings, Protocol};
 use crate::metrics::Metrics;
 use crate::record::{ProblemCounts, Reception, RecordSettings, RowBuilder, Table, write_json};
 use crate::sink;
@@ -112,12 +112,7 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
     // Fired at the shutdown deadline: the output then leaves what it still holds in the
     // spool (or, without one, dead-letters it).
     let give_up = CancellationToken::new();
-    let output = sink::build(
-        config.output.get_ref(),
-        &config.dead_letter_path(),
-        metrics.clone(),
-        give_up.clone(),
-    )?;
+    let output = sink::build(&resolved.output, metrics.clone(), give_up.clone())?;
     let driver = runtime.spawn(sink::serve(
         Arc::new(output.delivery),
         reader,
@@ -155,10 +150,16 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
     }
     drop(frame_rx);
 
-    let served = runtime.block_on(serve(&config, frame_tx, &budget, &metrics, || {
-        // From here on, a full spool takes what is still in memory rather than lose it.
-        writer.allow_overflow()
-    }));
+    let served = runtime.block_on(serve(
+        &resolved.listeners,
+        frame_tx,
+        &budget,
+        &metrics,
+        || {
+            // From here on, a full spool takes what is still in memory rather than lose it.
+            writer.allow_overflow()
+        },
+    ));
     // The writers' last clone goes with the workers: the output sees the end of the buffer.
     drop(writer);
     let shutdown_timeout = Duration::from_secs(config.pipeline.shutdown_timeout_secs);
@@ -216,7 +217,7 @@ fn buffer_is_durable(buffer: &BufferSettings) -> bool {
 
 /// Binds every listener, serves until a signal, then stops them and waits for them.
 async fn serve(
-    config: &Config,
+    listeners: &[ListenerSettings],
     frames: flume::Sender<FrameBatch>,
     budget: &Arc<MemoryBudget>,
     metrics: &Arc<Metrics>,
@@ -225,16 +226,13 @@ async fn serve(
     let shutdown = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
     let mut udp_addresses = Vec::new();
-    for spanned in &config.listener {
-        let l = Arc::new(spanned.get_ref().clone());
-        let protocol = *l.protocol.get_ref();
-        let Some(address) = l.socket_address() else {
-            return Err(RunError::Address(l.address.get_ref().clone()));
-        };
+    for settings in listeners {
+        let l = Arc::new(settings.clone());
+        let (protocol, address) = (l.protocol, l.address);
         let ctx = ListenerContext {
             queue: frames.clone(),
             metrics: metrics.clone(),
-            allow: Arc::new(l.allowlist()),
+            allow: Arc::new(l.allow.clone()),
             shutdown: shutdown.clone(),
             budget: budget.clone(),
         };
@@ -253,17 +251,10 @@ async fn serve(
                 tasks.spawn(listen::udp::serve(socket, l, ctx));
             }
             Protocol::Tcp | Protocol::Tls => {
-                let acceptor = match protocol {
-                    Protocol::Tls => Some(l.tls_acceptor().map_err(|source| RunError::Tls {
-                        address: address.to_string(),
-                        source,
-                    })?),
-                    _ => None,
-                };
                 let listener = TcpListener::bind(address).await.map_err(bind_error)?;
                 let local = listener.local_addr().map_err(bind_error)?;
                 tracing::info!("listening on {protocol} {local}");
-                tasks.spawn(listen::tcp::serve(listener, l, ctx, acceptor));
+                tasks.spawn(listen::tcp::serve(listener, l, ctx));
             }
         }
     }

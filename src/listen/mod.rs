@@ -9,14 +9,62 @@ pub mod tcp;
 pub mod tls;
 pub mod udp;
 
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 
+use serde::Deserialize;
+
 use crate::budget::{Charge, MemoryBudget};
+use crate::frame::{Framing, Oversize};
 use crate::metrics::Metrics;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Udp => "udp",
+            Protocol::Tcp => "tcp",
+            Protocol::Tls => "tls",
+        })
+    }
+}
+
+/// One listener, as checked from the configuration (its TLS files already read).
+#[derive(Debug, Clone)]
+pub struct ListenerSettings {
+    pub protocol: Protocol,
+    pub address: SocketAddr,
+    /// TCP/TLS framing.
+    pub framing: Framing,
+    pub max_message_bytes: usize,
+    pub oversize: Oversize,
+    /// TCP/TLS: connections served at once; more are refused (and counted).
+    pub max_connections: usize,
+    /// TCP/TLS: a connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// TCP/TLS: keepalive probes after this much idle time.
+    pub keepalive: Option<Duration>,
+    pub handshake_timeout: Duration,
+    /// UDP: the socket receive buffer asked of the kernel.
+    pub receive_buffer_bytes: usize,
+    /// Senders allowed; empty allows everyone.
+    pub allow: Vec<IpNet>,
+    pub tls: Option<tls::Acceptor>,
+}
+
+pub use tls::TlsSetupError;
 
 /// Where one frame came from and how it ends in [`FrameBatch::data`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +142,8 @@ impl FrameBatch {
     }
 }
 
-/// What every listener shares: the queue to the workers, counters, the allowlist.
+/// What every connection of a listener shares: the queue to the workers, counters, the
+/// allowlist, the memory budget.
 #[derive(Clone)]
 pub struct ListenerContext {
     pub queue: flume::Sender<FrameBatch>,

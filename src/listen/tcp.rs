@@ -9,8 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::{FrameBatch, ListenerContext};
-use crate::config::ListenerConfig;
+use super::{FrameBatch, ListenerContext, ListenerSettings};
 use crate::frame::FrameDecoder;
 use crate::metrics::Metrics;
 
@@ -18,12 +17,8 @@ use crate::metrics::Metrics;
 const READ_SIZE: usize = 64 * 1024;
 
 /// Accepts connections until shutdown. `tls`, when set, wraps each one first.
-pub async fn serve(
-    listener: TcpListener,
-    config: Arc<ListenerConfig>,
-    ctx: ListenerContext,
-    tls: Option<super::tls::Acceptor>,
-) {
+pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: ListenerContext) {
+    let tls = config.tls.clone();
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -53,7 +48,7 @@ pub async fn serve(
             );
             continue;
         };
-        set_keepalive(&stream, config.keepalive_secs);
+        set_keepalive(&stream, config.keepalive);
         Metrics::add(&ctx.metrics.connections_accepted, 1);
         let (config, ctx, tls) = (config.clone(), ctx.clone(), tls.clone());
         connections.spawn(async move {
@@ -78,11 +73,11 @@ pub async fn serve(
     while connections.join_next().await.is_some() {}
 }
 
-fn set_keepalive(stream: &TcpStream, secs: u64) {
-    if secs == 0 {
+fn set_keepalive(stream: &TcpStream, idle: Option<Duration>) {
+    let Some(idle) = idle else {
         return;
-    }
-    let keepalive = TcpKeepalive::new().with_time(Duration::from_secs(secs));
+    };
+    let keepalive = TcpKeepalive::new().with_time(idle);
     if let Err(e) = SockRef::from(stream).set_tcp_keepalive(&keepalive) {
         tracing::debug!("cannot set keepalive: {e}");
     }
@@ -93,15 +88,14 @@ fn set_keepalive(stream: &TcpStream, secs: u64) {
 pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
-    config: &ListenerConfig,
+    config: &ListenerSettings,
     ctx: &ListenerContext,
 ) {
-    let mut decoder =
-        FrameDecoder::new(config.framing(), config.max_message_bytes, config.oversize);
+    let mut decoder = FrameDecoder::new(config.framing, config.max_message_bytes, config.oversize);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE * 2);
     let mut batch = FrameBatch::with_capacity(READ_SIZE);
     let ip: IpAddr = peer.ip();
-    let idle = config.idle_timeout();
+    let idle = config.idle_timeout;
     loop {
         if buf.capacity() - buf.len() < READ_SIZE {
             buf.reserve(READ_SIZE);

@@ -11,8 +11,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 
-use super::ListenerContext;
-use crate::config::ListenerConfig;
+use super::{ListenerContext, ListenerSettings};
 use crate::metrics::Metrics;
 
 /// Why a TLS listener could not be set up.
@@ -56,6 +55,12 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupErr
         return Err(TlsSetupError::NoCertificate(name));
     }
     Ok(certs)
+}
+
+impl std::fmt::Debug for Acceptor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Acceptor")
+    }
 }
 
 impl Acceptor {
@@ -106,11 +111,11 @@ impl Acceptor {
         &self,
         stream: TcpStream,
         peer: SocketAddr,
-        config: &ListenerConfig,
+        config: &ListenerSettings,
         ctx: &ListenerContext,
     ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
         let result = tokio::select! {
-            r = tokio::time::timeout(config.handshake_timeout(), self.inner.accept(stream)) => r,
+            r = tokio::time::timeout(config.handshake_timeout, self.inner.accept(stream)) => r,
             _ = ctx.shutdown.cancelled() => return None,
         };
         match result {
@@ -124,7 +129,7 @@ impl Acceptor {
                 Metrics::add(&ctx.metrics.tls_handshake_failures, 1);
                 tracing::warn!(
                     "{peer}: TLS handshake timed out after {:?}",
-                    config.handshake_timeout()
+                    config.handshake_timeout
                 );
                 None
             }

@@ -6,8 +6,7 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::net::UdpSocket;
 
-use super::{FrameBatch, ListenerContext};
-use crate::config::ListenerConfig;
+use super::{FrameBatch, ListenerContext, ListenerSettings};
 use crate::frame::{Oversize, trim_trailer};
 use crate::metrics::Metrics;
 
@@ -15,7 +14,7 @@ use crate::metrics::Metrics;
 const MAX_DATAGRAM: usize = 65_536;
 
 /// Binds the socket with the configured receive buffer, and says when the kernel gave less.
-pub fn bind(config: &ListenerConfig, address: SocketAddr) -> std::io::Result<UdpSocket> {
+pub fn bind(config: &ListenerSettings, address: SocketAddr) -> std::io::Result<UdpSocket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::DGRAM,
@@ -41,7 +40,7 @@ pub fn bind(config: &ListenerConfig, address: SocketAddr) -> std::io::Result<Udp
 
 /// Receives until shutdown. Datagrams are batched without waiting: after one arrives, those
 /// already queued in the kernel are taken too, up to a batch.
-pub async fn serve(socket: UdpSocket, config: Arc<ListenerConfig>, ctx: ListenerContext) {
+pub async fn serve(socket: UdpSocket, config: Arc<ListenerSettings>, ctx: ListenerContext) {
     let local = socket.local_addr().ok();
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut batch = FrameBatch::with_capacity(64 * 1024);

@@ -1,0 +1,60 @@
+//! What an output needs to run, checked and read (secrets, keys) once when the configuration
+//! is loaded: nothing here can be missing or malformed by the time [`super::build`] runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::signature::SharedKeySigner;
+use crate::auth::Credential;
+
+/// One output.
+#[derive(Debug, Clone)]
+pub struct OutputSettings {
+    pub destination: Destination,
+    /// Requests in flight at once (Azure outputs; local outputs write one batch at a time).
+    pub concurrency: usize,
+    /// Time allowed for one request.
+    pub timeout: Duration,
+    /// The longest wait between retries.
+    pub retry_max: Duration,
+    /// Largest request body (uncompressed); `None` is the service's limit.
+    pub max_request_bytes: Option<usize>,
+    /// Where rows refused for good are kept.
+    pub dead_letter_path: PathBuf,
+}
+
+/// Where rows go, and what that destination needs.
+#[derive(Debug, Clone)]
+pub enum Destination {
+    /// JSON lines on standard output.
+    Stdout,
+    /// JSON lines appended to a file.
+    File(PathBuf),
+    LogsIngestion(LogsIngestionSettings),
+    DataCollector(DataCollectorSettings),
+}
+
+/// The Logs Ingestion API: a data collection rule and its streams.
+#[derive(Debug, Clone)]
+pub struct LogsIngestionSettings {
+    pub endpoint: String,
+    pub dcr_id: String,
+    /// Input stream per table; `None` turns that table's route off.
+    pub cef_stream: Option<String>,
+    pub syslog_stream: Option<String>,
+    pub gzip: bool,
+    pub credential: Credential,
+    pub scope: String,
+}
+
+/// The Data Collector API: a workspace, its shared key and a log type per table.
+#[derive(Debug, Clone)]
+pub struct DataCollectorSettings {
+    pub endpoint: String,
+    pub signer: SharedKeySigner,
+    /// Log type per table; `None` turns that table's route off.
+    pub cef_log_type: Option<String>,
+    pub syslog_log_type: Option<String>,
+    pub time_generated_field: String,
+    pub azure_resource_id: Option<String>,
+}
