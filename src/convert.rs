@@ -6,7 +6,7 @@ use std::io::{self, BufRead, Write};
 use chrono::{DateTime, FixedOffset, Utc};
 
 use crate::decode::TimeContext;
-use crate::record::{ProblemCounts, Reception, RowBuilder, write_json};
+use crate::record::{ProblemCounts, Reception, RowBuilder, Table};
 
 /// What `convert` needs besides its input.
 #[derive(Debug, Clone)]
@@ -49,22 +49,21 @@ pub fn convert_stream<R: BufRead, W: Write>(
         summary.bytes += n as u64;
         // Line ends, and the NULs some senders add, are no part of the message.
         let message = crate::frame::trim_trailer(&line);
-        let text = String::from_utf8_lossy(message);
-        let lossy = matches!(text, std::borrow::Cow::Owned(_));
         let received_at = settings.received_at.unwrap_or_else(Utc::now);
         let rx = Reception {
             time: TimeContext::new(received_at, settings.zone),
             peer: None,
             truncated: false,
         };
-        let row = builder.build(&text, lossy, &rx);
-        match row.table {
-            crate::record::Table::CommonSecurityLog => summary.cef_rows += 1,
-            crate::record::Table::Syslog => summary.syslog_rows += 1,
-        }
-        summary.problems.record(&row.problems);
-        write_json(&row, &mut out);
+        let table = builder.convert(message, &rx, &mut summary.problems, |table, write| {
+            write(&mut out);
+            table
+        });
         out.push(b'\n');
+        match table {
+            Table::CommonSecurityLog => summary.cef_rows += 1,
+            Table::Syslog => summary.syslog_rows += 1,
+        }
         if out.len() >= 1 << 16 {
             output.write_all(&out)?;
             out.clear();

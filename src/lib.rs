@@ -7,7 +7,7 @@
 //! the next one owned or borrowed data, never a callback:
 //!
 //! ```text
-//! listen -> frame -> decode -> record -> batch -> spool -> sink
+//! listen -> frame -> decode -> record -> batch -> buffer (memory | spool) -> sink
 //! ```
 //!
 //! | stage | module | what it does |
@@ -16,15 +16,19 @@
 //! | frame | [`frame`] | octet-counting and newline framing of TCP/TLS streams |
 //! | decode | [`decode`] | syslog header ([`decode::syslog`], via `syslog_loose`), CEF record ([`decode::cef`], nom), timestamps ([`decode::time`]) |
 //! | record | [`record`] | one decoded message -> one typed row; CEF keys mapped by the dictionary in `grammars/cef-fields.tsv`; problems recorded on the row |
+//! | (thread) | [`worker`] | the decode stage: frame batches -> decode -> record -> batch, one thread per core |
 //! | batch | [`batch`] | rows routed per table, flushed by rows, bytes and age |
-//! | spool | [`spool`] | batches on disk (checksummed chunks) until the API confirms them |
-//! | sink | [`sink`] | stdout, files, the Logs Ingestion and Data Collector APIs (retries, splitting, dead letters) |
+//! | buffer | [`buffer`] | the one hand-over to the output: in memory, or in the [`spool`] (checksummed chunks on disk until the API confirms them); leases acknowledged or kept |
+//! | sink | [`sink`] | stdout, files, the Logs Ingestion and Data Collector APIs, all run by one driver (retries, splitting, dead letters, shutdown) |
 //!
-//! [`run`] wires the stages into the `cefgate run` service (threads, queues, back-pressure,
-//! shutdown), configured by [`config`] and counted in [`metrics`]. Off the stream path:
+//! [`budget`] is the memory budget every stage from the socket read to the buffer charges
+//! (back-pressure, and the bound on what a crash can lose). [`run`] wires the stages into the
+//! `cefgate run` service (threads, queues, shutdown), and [`config`] sits above them all: it
+//! checks the TOML file once into the typed settings each stage owns
+//! ([`listen::ListenerSettings`], [`sink::OutputSettings`], ...). Counted in [`metrics`]. Off the stream path:
 //! [`convert`] runs decode and record over captured lines offline (`cefgate convert`),
-//! [`replay`] sends captures to a syslog target (`cefgate replay`), [`emulate`] is a local
-//! Azure workspace (`cefgate emulate`), [`dcr`] writes the data collection rule
+//! [`replay`] sends captures to a syslog target (`cefgate replay`), `emulate` is a local
+//! Azure workspace (`cefgate emulate`, the default-on cargo feature `emulator`), [`dcr`] writes the data collection rule
 //! (`cefgate dcr-template`), [`dlq`] lists and resends dead letters (`cefgate dlq`), [`auth`]
 //! gets bearer tokens, and `main.rs` is the command line.
 //!
@@ -40,6 +44,7 @@ pub mod convert;
 pub mod dcr;
 pub mod decode;
 pub mod dlq;
+#[cfg(feature = "emulator")]
 pub mod emulate;
 pub mod frame;
 pub mod listen;
@@ -49,6 +54,7 @@ pub mod replay;
 pub mod run;
 pub mod sink;
 pub mod spool;
+pub mod worker;
 
 #[cfg(test)]
 pub(crate) mod tests_support {

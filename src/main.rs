@@ -43,6 +43,7 @@ enum Command {
     /// Send captured messages (text, pcap or pcapng) to a syslog target.
     Replay(ReplayArgs),
     /// Run a local workspace that answers like Azure (both ingestion APIs, token endpoints).
+    #[cfg(feature = "emulator")]
     Emulate(EmulateArgs),
     /// Inspect or resend the rows the service refused for good (the dead-letter queue).
     Dlq {
@@ -64,6 +65,7 @@ enum Command {
     },
 }
 
+#[cfg(feature = "emulator")]
 #[derive(clap::Args)]
 struct EmulateArgs {
     /// Address to listen on (HTTP).
@@ -191,6 +193,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Convert(args) => convert(args),
         Command::Replay(args) => replay(args),
+        #[cfg(feature = "emulator")]
         Command::Emulate(args) => emulate(args),
         Command::Dlq { action } => dlq(action),
         Command::DcrTemplate {
@@ -293,6 +296,7 @@ fn dlq(action: DlqAction) -> Result<(), String> {
     }
 }
 
+#[cfg(feature = "emulator")]
 fn emulate(args: EmulateArgs) -> Result<(), String> {
     use cefgate::emulate::{EmulatorSettings, serve};
     let defaults = EmulatorSettings::default();

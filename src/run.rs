@@ -19,25 +19,23 @@
 //! `[pipeline] shutdown_timeout_secs`, then leaves the rest in the spool or, without one,
 //! in the dead-letter file.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::{Batch, BatchLimits, Batcher};
-use crate::budget::{Charge, MemoryBudget};
-use crate::buffer::{self, BufferSettings, Writer};
+use crate::budget::MemoryBudget;
+use crate::buffer::{self, BufferSettings};
 use crate::config::{Config, Resolved};
-use crate::decode::TimeContext;
 use crate::listen::{self, FrameBatch, ListenerContext, ListenerSettings, Protocol};
 use crate::metrics::Metrics;
-use crate::record::{ProblemCounts, Reception, RecordSettings, RowBuilder, Table, write_json};
+use crate::record::{RecordSettings, RowBuilder};
 use crate::sink;
 use crate::spool::SpoolSettings;
+use crate::worker;
 
 /// Why `cefgate run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +142,7 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
         let zone = resolved.zone;
         let thread = std::thread::Builder::new()
             .name(format!("decode-{i}"))
-            .spawn(move || decode_worker(builder, zone, limits, rx, tx, budget, metrics))
+            .spawn(move || worker::decode(builder, zone, limits, rx, tx, budget, metrics))
             .map_err(RunError::Thread)?;
         worker_threads.push(thread);
     }
@@ -303,81 +301,5 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
-    }
-}
-
-/// Frames -> rows -> batches, until the frame queue closes and is empty.
-///
-/// Memory: a frame batch arrives with its charge on the budget and gives it back once
-/// decoded; the rows' bytes are charged while their batch is open and travel with it into
-/// the buffer.
-fn decode_worker(
-    builder: RowBuilder,
-    zone: chrono::FixedOffset,
-    limits: BatchLimits,
-    frames: flume::Receiver<FrameBatch>,
-    writer: Writer,
-    budget: Arc<MemoryBudget>,
-    metrics: Arc<Metrics>,
-) {
-    let mut batcher = Batcher::new(limits);
-    let mut open = budget.charge(0);
-    // The text of the last peer address, so a connection's frames format it once.
-    let mut peer_text = (None::<IpAddr>, String::new());
-    let send = |batch: Batch, batcher: &Batcher, open: &mut Charge| {
-        let size = batch.body.capacity();
-        open.set(batcher.open_bytes() + size);
-        writer.push(batch, open.split(size));
-    };
-    loop {
-        let wait = batcher.next_due(Instant::now());
-        let fb = match frames.recv_timeout(wait) {
-            Ok(fb) => fb,
-            Err(flume::RecvTimeoutError::Timeout) => {
-                for batch in batcher.take_aged(Instant::now()) {
-                    send(batch, &batcher, &mut open);
-                }
-                continue;
-            }
-            Err(flume::RecvTimeoutError::Disconnected) => break,
-        };
-        let time = TimeContext::new(fb.received_at.unwrap_or_else(Utc::now), zone);
-        let now = Instant::now();
-        let mut counts = ProblemCounts::default();
-        let (mut cef, mut syslog) = (0u64, 0u64);
-        for (message, info) in fb.iter() {
-            if peer_text.0 != info.peer {
-                peer_text = (
-                    info.peer,
-                    info.peer.map(|p| p.to_string()).unwrap_or_default(),
-                );
-            }
-            let text = String::from_utf8_lossy(message);
-            let rx = Reception {
-                time,
-                peer: info.peer.map(|_| peer_text.1.as_str()),
-                truncated: info.truncated,
-            };
-            let row = builder.build(&text, matches!(text, std::borrow::Cow::Owned(_)), &rx);
-            counts.record(&row.problems);
-            match row.table {
-                Table::CommonSecurityLog => cef += 1,
-                Table::Syslog => syslog += 1,
-            }
-            if let Some(done) = batcher.push(row.table, now, |out| write_json(&row, out)) {
-                send(done, &batcher, &mut open);
-            }
-        }
-        open.set(batcher.open_bytes());
-        drop(fb);
-        Metrics::add(&metrics.rows_cef, cef);
-        Metrics::add(&metrics.rows_syslog, syslog);
-        metrics.add_problems(&counts);
-        for batch in batcher.take_aged(Instant::now()) {
-            send(batch, &batcher, &mut open);
-        }
-    }
-    for batch in batcher.take_all() {
-        send(batch, &batcher, &mut open);
     }
 }

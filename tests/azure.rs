@@ -1,5 +1,6 @@
 //! End to end: `logger` / TCP -> `cefgate run` -> `cefgate emulate`, for both Azure APIs,
 //! with the emulator checking signatures, tokens and limits as Azure does.
+#![cfg(feature = "emulator")]
 
 mod common;
 

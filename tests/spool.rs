@@ -1,5 +1,6 @@
 //! No data loss, with faults injected by `cefgate emulate`: throttling and server errors, an
 //! outage, `kill -9` with a full spool, a corrupted chunk, and a spool that fills up.
+#![cfg(feature = "emulator")]
 
 mod common;
 

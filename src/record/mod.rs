@@ -161,6 +161,23 @@ impl RowBuilder {
         &self.settings
     }
 
+    /// The one message-to-row step of `run` and `convert`: raw bytes (any encoding; invalid
+    /// UTF-8 is replaced and flagged) -> a row, counted in `counts` and handed to `place`
+    /// with its table and a writer of its JSON (so that the row is written straight into
+    /// the buffer `place` chooses).
+    pub fn convert<R>(
+        &self,
+        message: &[u8],
+        rx: &Reception<'_>,
+        counts: &mut ProblemCounts,
+        place: impl FnOnce(Table, &dyn Fn(&mut Vec<u8>)) -> R,
+    ) -> R {
+        let text = String::from_utf8_lossy(message);
+        let row = self.build(&text, matches!(text, Cow::Owned(_)), rx);
+        counts.record(&row.problems);
+        place(row.table, &|out: &mut Vec<u8>| write_json(&row, out))
+    }
+
     /// Decodes one message and builds its row. `lossy` says the text had invalid UTF-8
     /// replaced before it got here.
     pub fn build<'a>(&'a self, text: &'a str, lossy: bool, rx: &Reception<'a>) -> Row<'a> {

@@ -1,0 +1,159 @@
+//! The token endpoints: Microsoft Entra ID's client-credentials and federated-token grants,
+//! and the instance metadata service of a managed identity; and the bearer check of the
+//! Logs Ingestion API.
+
+use super::*;
+
+pub(super) fn issue_token(state: &State, audience: &str) -> (String, u64) {
+    let token = format!("emu-{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let lifetime = state.settings.token_lifetime;
+    state.tokens.lock().expect("tokens").insert(
+        token.clone(),
+        Token {
+            audience: audience.to_string(),
+            expires: Instant::now() + lifetime,
+        },
+    );
+    state.counts.lock().expect("counts").tokens_issued += 1;
+    (token, lifetime.as_secs())
+}
+
+pub(super) fn aad_error(code: &str, description: &str) -> Reply {
+    reply(
+        StatusCode::BAD_REQUEST,
+        json!({"error": code, "error_description": description}),
+    )
+}
+
+pub(super) async fn token_endpoint(state: &State, tenant: &str, req: Request<Incoming>) -> Reply {
+    let body = match read_body(req, 64 * 1024).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let form: HashMap<String, String> = url_form(&body);
+    let s = &state.settings;
+    if tenant != s.tenant_id {
+        return aad_error(
+            "invalid_request",
+            &format!("AADSTS90002: Tenant '{tenant}' not found."),
+        );
+    }
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return aad_error(
+            "unsupported_grant_type",
+            "AADSTS70003: grant_type must be client_credentials",
+        );
+    }
+    if form.get("client_id") != Some(&s.client_id) {
+        return aad_error(
+            "unauthorized_client",
+            "AADSTS700016: Application not found in the directory.",
+        );
+    }
+    let by_secret = form.get("client_secret") == Some(&s.client_secret);
+    let by_assertion = form.get("client_assertion_type").map(String::as_str)
+        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        && form.get("client_assertion").is_some_and(|a| !a.is_empty());
+    if !(by_secret || by_assertion) {
+        return aad_error(
+            "invalid_client",
+            "AADSTS7000215: Invalid client secret provided.",
+        );
+    }
+    let Some(scope) = form.get("scope") else {
+        return aad_error(
+            "invalid_scope",
+            "AADSTS1002012: The provided value for scope is not valid.",
+        );
+    };
+    let Some(audience) = scope.strip_suffix("/.default") else {
+        return aad_error(
+            "invalid_scope",
+            "AADSTS70011: The provided value for the input parameter 'scope' is not valid.",
+        );
+    };
+    let (token, expires_in) = issue_token(state, audience.trim_end_matches('/'));
+    reply(
+        StatusCode::OK,
+        json!({"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in, "access_token": token}),
+    )
+}
+
+pub(super) fn imds(state: &State, req: &Request<Incoming>, query: &str) -> Reply {
+    if req.headers().get("metadata").and_then(|v| v.to_str().ok()) != Some("true") {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_request", "error_description": "Required metadata header not specified"}),
+        );
+    }
+    let q = url_form(query.as_bytes());
+    let Some(resource) = q.get("resource") else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "invalid_request", "error_description": "Required query variable 'resource' is missing"}),
+        );
+    };
+    let (token, expires_in) = issue_token(state, resource.trim_end_matches('/'));
+    reply(
+        StatusCode::OK,
+        json!({"access_token": token, "expires_in": expires_in.to_string(), "resource": resource, "token_type": "Bearer"}),
+    )
+}
+
+#[allow(clippy::result_large_err)]
+pub(super) fn check_bearer(state: &State, req: &Request<Incoming>) -> Result<(), Reply> {
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(token) = header.strip_prefix("Bearer ") else {
+        return Err(li_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "A bearer token is required.",
+        ));
+    };
+    let tokens = state.tokens.lock().expect("tokens");
+    match tokens.get(token) {
+        None => Err(li_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "The access token is invalid.",
+        )),
+        Some(t) if Instant::now() >= t.expires => Err(li_error(
+            StatusCode::UNAUTHORIZED,
+            "ExpiredAuthenticationToken",
+            "The access token expiry UTC time is earlier than current UTC time.",
+        )),
+        Some(t) if t.audience != MONITOR_AUDIENCE => Err(li_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAudience",
+            &format!(
+                "The audience '{}' is invalid; expected {MONITOR_AUDIENCE}.",
+                t.audience
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// `a=b&c=d` (percent- and plus-decoded); an unreadable form is an empty one.
+pub(super) fn url_form(body: &[u8]) -> HashMap<String, String> {
+    serde_urlencoded::from_bytes(body).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding() {
+        let f =
+            url_form(b"scope=https%3A%2F%2Fmonitor.azure.com%2F%2F.default&a=b+c&e=%zz&last=%41");
+        assert_eq!(f["scope"], "https://monitor.azure.com//.default");
+        assert_eq!(f["a"], "b c");
+        assert_eq!(f["e"], "%zz");
+        assert_eq!(f["last"], "A");
+    }
+}
