@@ -1,11 +1,108 @@
-//! Generates the CEF key dictionary from `grammars/cef-fields.tsv`, so the grammar folder stays
-//! the one source of truth for which key fills which CommonSecurityLog column.
+//! Generates the CEF key dictionary from `grammars/cef-fields.tsv` and the row columns from
+//! `grammars/row-columns.tsv`, so the grammar folder stays the one source of truth for which
+//! key fills which CommonSecurityLog column and which columns a row can carry.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::{env, fs, path::Path};
 
 fn main() {
+    cef_fields();
+    row_columns();
+}
+
+fn column_kind(src: &str, lineno: usize, column_type: &str) -> &'static str {
+    match column_type {
+        "string" => "String",
+        "int" => "Int",
+        "long" => "Long",
+        "real" => "Real",
+        "datetime" => "DateTime",
+        other => panic!("{src}:{}: unknown column type {other:?}", lineno + 1),
+    }
+}
+
+/// `DeviceEventClassID` -> `DEVICE_EVENT_CLASS_ID`.
+fn constant_name(column: &str) -> String {
+    let chars: Vec<char> = column.chars().collect();
+    let mut out = String::new();
+    for (i, c) in chars.iter().enumerate() {
+        let lower_before = i > 0 && !chars[i - 1].is_ascii_uppercase();
+        let upper_run_ends = i > 0
+            && chars[i - 1].is_ascii_uppercase()
+            && chars.get(i + 1).is_some_and(|n| n.is_ascii_lowercase());
+        if c.is_ascii_uppercase() && (lower_before || upper_run_ends) {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out
+}
+
+fn row_columns() {
+    let src = "grammars/row-columns.tsv";
+    println!("cargo:rerun-if-changed={src}");
+    let text = fs::read_to_string(src).expect("grammars/row-columns.tsv is readable");
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut lists: BTreeMap<&str, String> = BTreeMap::new();
+    let mut list = "";
+    for (lineno, line) in text.lines().enumerate() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert!(
+            cols.len() == 3,
+            "{src}:{}: expected 3 tab-separated columns",
+            lineno + 1
+        );
+        let (table, column, column_type) = (cols[0], cols[1], cols[2]);
+        match (table, column) {
+            ("CommonSecurityLog", "*") => {
+                list = "CSL_TAIL";
+                continue;
+            }
+            ("CommonSecurityLog", _) if list != "CSL_TAIL" => list = "CSL_HEAD",
+            ("Syslog", _) => list = "SYSLOG",
+            ("CommonSecurityLog", _) => {}
+            (other, _) => panic!("{src}:{}: unknown table {other:?}", lineno + 1),
+        }
+        let kind = column_kind(src, lineno, column_type);
+        let constant = constant_name(column);
+        names.insert(constant.clone(), column.to_string());
+        writeln!(
+            lists.entry(list).or_default(),
+            "    (columns::{constant}, ColumnType::{kind}),"
+        )
+        .unwrap();
+    }
+    let mut out = String::from("/// Generated from grammars/row-columns.tsv by build.rs.\n");
+    out.push_str("pub mod columns {\n");
+    for (constant, column) in &names {
+        writeln!(out, "    pub const {constant}: &str = {column:?};").unwrap();
+    }
+    out.push_str("}\n\n");
+    for (name, what) in [
+        (
+            "CSL_HEAD",
+            "CommonSecurityLog columns before the dictionary's",
+        ),
+        (
+            "CSL_TAIL",
+            "CommonSecurityLog columns after the dictionary's",
+        ),
+        ("SYSLOG", "Syslog columns"),
+    ] {
+        writeln!(out, "/// {what}, in row order.").unwrap();
+        writeln!(out, "pub static {name}: &[(&str, ColumnType)] = &[").unwrap();
+        out.push_str(lists.get(name).map_or("", String::as_str));
+        out.push_str("];\n\n");
+    }
+    let path = Path::new(&env::var("OUT_DIR").unwrap()).join("row_columns.rs");
+    fs::write(path, out).unwrap();
+}
+
+fn cef_fields() {
     let src = "grammars/cef-fields.tsv";
     println!("cargo:rerun-if-changed={src}");
     let text = fs::read_to_string(src).expect("grammars/cef-fields.tsv is readable");
@@ -28,14 +125,7 @@ fn main() {
         );
         let (short, full, cef_type, column, column_type) =
             (cols[0], cols[1], cols[2], cols[3], cols[4]);
-        let kind = match column_type {
-            "string" => "String",
-            "int" => "Int",
-            "long" => "Long",
-            "real" => "Real",
-            "datetime" => "DateTime",
-            other => panic!("{src}:{}: unknown column type {other:?}", lineno + 1),
-        };
+        let kind = column_kind(src, lineno, column_type);
         writeln!(
             table,
             "    FieldSpec {{ short: {short:?}, full: {full:?}, cef_type: {cef_type:?}, column: {column:?}, column_type: ColumnType::{kind} }},"

@@ -3,12 +3,13 @@
 //! stream does not declare), routed to the built-in `CommonSecurityLog` and `Syslog` tables
 //! or to custom `_CL` tables, with the role assignment the sending identity needs.
 //!
-//! The column lists come from the same dictionary as the decoder (`grammars/cef-fields.tsv`)
-//! plus the columns the record stage adds, so the template cannot drift from the rows.
+//! The column lists are the row builder's own ([`crate::record::schema`], generated from
+//! `grammars/row-columns.tsv` and `grammars/cef-fields.tsv`), so the template cannot drift
+//! from the rows.
 
 use serde_json::{Value, json};
 
-use crate::record::{ColumnType, DIAGNOSTICS_COLUMN, EVENT_ID_COLUMN, FIELDS};
+use crate::record::{ColumnType, schema};
 
 /// Monitoring Metrics Publisher: the role that may ingest through a DCR.
 pub const MONITORING_METRICS_PUBLISHER: &str = "3913510d-42f4-4e42-8a64-420c390055eb";
@@ -24,41 +25,12 @@ pub enum Destination {
 
 /// Every column of a CommonSecurityLog row cefgate can send, with its type.
 pub fn common_security_log_columns() -> Vec<(&'static str, ColumnType)> {
-    let mut columns = vec![
-        ("TimeGenerated", ColumnType::DateTime),
-        ("Computer", ColumnType::String),
-        ("CollectorHostName", ColumnType::String),
-        ("DeviceVendor", ColumnType::String),
-        ("DeviceProduct", ColumnType::String),
-        ("DeviceVersion", ColumnType::String),
-        ("DeviceEventClassID", ColumnType::String),
-        ("Activity", ColumnType::String),
-        ("LogSeverity", ColumnType::String),
-    ];
-    columns.extend(FIELDS.iter().map(|f| (f.column, f.column_type)));
-    columns.push(("AdditionalExtensions", ColumnType::String));
-    columns.push((EVENT_ID_COLUMN, ColumnType::String));
-    columns.push((DIAGNOSTICS_COLUMN, ColumnType::String));
-    columns
+    schema::common_security_log()
 }
 
 /// Every column of a Syslog row cefgate can send, with its type.
 pub fn syslog_columns() -> Vec<(&'static str, ColumnType)> {
-    vec![
-        ("TimeGenerated", ColumnType::DateTime),
-        ("Computer", ColumnType::String),
-        ("HostName", ColumnType::String),
-        ("HostIP", ColumnType::String),
-        ("CollectorHostName", ColumnType::String),
-        ("Facility", ColumnType::String),
-        ("SeverityLevel", ColumnType::String),
-        ("ProcessName", ColumnType::String),
-        ("ProcessID", ColumnType::Int),
-        ("EventTime", ColumnType::DateTime),
-        ("SyslogMessage", ColumnType::String),
-        (EVENT_ID_COLUMN, ColumnType::String),
-        (DIAGNOSTICS_COLUMN, ColumnType::String),
-    ]
+    schema::syslog()
 }
 
 fn declare(columns: &[(&str, ColumnType)]) -> Value {

@@ -8,6 +8,7 @@
 mod fields;
 mod json;
 mod problem;
+pub mod schema;
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -17,6 +18,7 @@ use chrono::{DateTime, Utc};
 pub use fields::{ColumnType, FIELDS, FieldSpec, lookup};
 pub use json::write_json;
 pub use problem::{DIAGNOSTICS_COLUMN, Problem, ProblemCounts, ProblemKind};
+use schema::columns as col;
 
 use crate::decode::{
     self, CefError, CefEvent, Extension, Payload, ProcessId, SyslogHeader, TimeContext,
@@ -113,7 +115,7 @@ pub struct RecordSettings {
 
 /// A deterministic ID of the message (its raw bytes and receive time), so that a row
 /// delivered twice after a recovery can be deduplicated in KQL.
-pub const EVENT_ID_COLUMN: &str = "CefgateEventId";
+pub const EVENT_ID_COLUMN: &str = col::CEFGATE_EVENT_ID;
 
 /// `xxh3-64(receive time in ns, little-endian ++ raw message)` as 16 hex digits.
 pub fn event_id(text: &str, received_at: &DateTime<Utc>) -> String {
@@ -253,18 +255,18 @@ impl RowBuilder {
         // Header, host and time columns, one per pair, and the two catch-all columns.
         let mut columns: Vec<(&'static str, Value<'a>)> =
             Vec::with_capacity(12 + event.extension.len() / 16);
-        columns.push(("TimeGenerated", Value::Time(rx.time.received_at)));
+        columns.push((col::TIME_GENERATED, Value::Time(rx.time.received_at)));
         if let Some(host) = header.hostname.or(rx.peer) {
-            columns.push(("Computer", str_value(host)));
+            columns.push((col::COMPUTER, str_value(host)));
         }
-        columns.push(("CollectorHostName", self.collector()));
+        columns.push((col::COLLECTOR_HOST_NAME, self.collector()));
         let cef_header = [
-            ("DeviceVendor", event.device_vendor),
-            ("DeviceProduct", event.device_product),
-            ("DeviceVersion", event.device_version),
-            ("DeviceEventClassID", event.device_event_class_id),
-            ("Activity", event.name),
-            ("LogSeverity", event.severity),
+            (col::DEVICE_VENDOR, event.device_vendor),
+            (col::DEVICE_PRODUCT, event.device_product),
+            (col::DEVICE_VERSION, event.device_version),
+            (col::DEVICE_EVENT_CLASS_ID, event.device_event_class_id),
+            (col::ACTIVITY, event.name),
+            (col::LOG_SEVERITY, event.severity),
         ];
         for (column, value) in cef_header.into_iter().take(header_fields) {
             columns.push((column, Value::Str(value)));
@@ -338,7 +340,7 @@ impl RowBuilder {
             }
         }
         if let Some(text) = extra.finish() {
-            columns.push(("AdditionalExtensions", Value::Str(Cow::Owned(text))));
+            columns.push((col::ADDITIONAL_EXTENSIONS, Value::Str(Cow::Owned(text))));
         }
         columns[0].1 = Value::Time(self.time_generated(rx, header, rt, start, end));
         Row {
@@ -384,17 +386,17 @@ impl RowBuilder {
         let mut columns: Vec<(&'static str, Value<'a>)> = Vec::with_capacity(12);
         let mut problems = Vec::new();
         let time = self.time_generated(rx, header, None, None, None);
-        columns.push(("TimeGenerated", Value::Time(time)));
+        columns.push((col::TIME_GENERATED, Value::Time(time)));
         if let Some(host) = header.hostname.or(rx.peer) {
-            columns.push(("Computer", str_value(host)));
+            columns.push((col::COMPUTER, str_value(host)));
         }
         if let Some(host) = header.hostname {
-            columns.push(("HostName", str_value(host)));
+            columns.push((col::HOST_NAME, str_value(host)));
         }
         if let Some(ip) = rx.peer {
-            columns.push(("HostIP", str_value(ip)));
+            columns.push((col::HOST_IP, str_value(ip)));
         }
-        columns.push(("CollectorHostName", self.collector()));
+        columns.push((col::COLLECTOR_HOST_NAME, self.collector()));
         if text.is_empty() {
             problems.push(Problem {
                 kind: ProblemKind::EmptyMessage,
@@ -411,13 +413,13 @@ impl RowBuilder {
             (Some(f), Some(s)) => (f, s),
             _ => ("user", "notice"),
         };
-        columns.push(("Facility", Value::Str(Cow::Borrowed(facility))));
-        columns.push(("SeverityLevel", Value::Str(Cow::Borrowed(severity))));
+        columns.push((col::FACILITY, Value::Str(Cow::Borrowed(facility))));
+        columns.push((col::SEVERITY_LEVEL, Value::Str(Cow::Borrowed(severity))));
         if let Some(app) = header.appname {
-            columns.push(("ProcessName", str_value(app)));
+            columns.push((col::PROCESS_NAME, str_value(app)));
         }
         match header.procid {
-            Some(ProcessId::Number(n)) => columns.push(("ProcessID", Value::Int(n.into()))),
+            Some(ProcessId::Number(n)) => columns.push((col::PROCESS_ID, Value::Int(n.into()))),
             Some(ProcessId::Text(t)) => problems.push(Problem {
                 kind: ProblemKind::ProcessIdNotNumber,
                 detail: Some(format!("procid {t:?}")),
@@ -425,7 +427,7 @@ impl RowBuilder {
             None => {}
         }
         if let Some(t) = header.timestamp {
-            columns.push(("EventTime", Value::Time(t)));
+            columns.push((col::EVENT_TIME, Value::Time(t)));
         }
         // RFC 5424: a BOM only says "MSG is UTF-8"; it is not part of the text.
         let msg = header.msg.strip_prefix('\u{feff}').unwrap_or(header.msg);
@@ -434,7 +436,7 @@ impl RowBuilder {
             Some(sd) => Value::Str(Cow::Owned(format!("{sd} {msg}"))),
             None => str_value(msg),
         };
-        columns.push(("SyslogMessage", message));
+        columns.push((col::SYSLOG_MESSAGE, message));
         Row {
             table: Table::Syslog,
             columns,

@@ -6,7 +6,7 @@ use std::fmt;
 
 /// The column that lists a row's problems (`kind: detail; kind: detail`). Absent when the
 /// row had none.
-pub const DIAGNOSTICS_COLUMN: &str = "CefgateDiagnostics";
+pub const DIAGNOSTICS_COLUMN: &str = super::schema::columns::CEFGATE_DIAGNOSTICS;
 
 /// The kinds of problem, each counted separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
