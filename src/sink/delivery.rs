@@ -32,6 +32,11 @@ pub trait Output: Send + Sync + 'static {
     fn request_size(&self, rows: &[&[u8]]) -> usize {
         rows.iter().map(|r| r.len() + 1).sum::<usize>() + 1
     }
+    /// True when the output takes a whole batch as one "row" (its JSON lines joined by LF,
+    /// without the last LF): no splitting into rows, no request limit.
+    fn takes_whole_batches(&self) -> bool {
+        false
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -41,6 +46,7 @@ trait DynOutput: Send + Sync + 'static {
     fn send<'a>(&'a self, route: &'a str, rows: &'a [&'a [u8]]) -> BoxFuture<'a, Outcome>;
     fn reset_credentials(&self) -> BoxFuture<'_, ()>;
     fn request_size(&self, rows: &[&[u8]]) -> usize;
+    fn takes_whole_batches(&self) -> bool;
 }
 
 impl<O: Output> DynOutput for O {
@@ -52,6 +58,9 @@ impl<O: Output> DynOutput for O {
     }
     fn request_size(&self, rows: &[&[u8]]) -> usize {
         Output::request_size(self, rows)
+    }
+    fn takes_whole_batches(&self) -> bool {
+        Output::takes_whole_batches(self)
     }
 }
 
@@ -128,6 +137,19 @@ impl Delivery {
     /// answer is [`Settled::No`].
     pub async fn deliver(&self, batch: &Batch, durable: bool) -> Settled {
         let route = self.route(batch.table);
+        if self.output.takes_whole_batches() {
+            let Some(name) = route.name.as_deref() else {
+                Metrics::add(&self.metrics.rows_unrouted, batch.rows as u64);
+                return Settled::Yes;
+            };
+            let body = batch.body.strip_suffix(b"\n").unwrap_or(&batch.body);
+            if body.is_empty() {
+                return Settled::Yes;
+            }
+            return self
+                .deliver_rows(route, name, vec![body], Some(batch.rows), durable)
+                .await;
+        }
         let rows: Vec<&[u8]> = batch
             .body
             .split(|b| *b == b'\n')
@@ -156,7 +178,7 @@ impl Delivery {
             }
             if size + row.len() + 1 > self.max_request_bytes && !chunk.is_empty() {
                 let rows = std::mem::take(&mut chunk);
-                if self.deliver_rows(route, name, rows, durable).await == Settled::No {
+                if self.deliver_rows(route, name, rows, None, durable).await == Settled::No {
                     return Settled::No;
                 }
                 size = 1;
@@ -167,7 +189,7 @@ impl Delivery {
         if chunk.is_empty() {
             return Settled::Yes;
         }
-        self.deliver_rows(route, name, chunk, durable).await
+        self.deliver_rows(route, name, chunk, None, durable).await
     }
 
     async fn deliver_rows(
@@ -175,6 +197,7 @@ impl Delivery {
         route: &Route,
         name: &str,
         rows: Vec<&[u8]>,
+        whole_batch_rows: Option<usize>,
         durable: bool,
     ) -> Settled {
         let mut pending = vec![rows];
@@ -202,7 +225,8 @@ impl Delivery {
                 );
                 let wait = match outcome {
                     Outcome::Delivered => {
-                        Metrics::add(&self.metrics.rows_delivered, rows.len() as u64);
+                        let n = whole_batch_rows.unwrap_or(rows.len());
+                        Metrics::add(&self.metrics.rows_delivered, n as u64);
                         Metrics::add(&self.metrics.requests_delivered, 1);
                         break;
                     }
@@ -270,6 +294,14 @@ impl Delivery {
     }
 
     fn dead_letter(&self, table: Table, route: &str, error: &str, rows: &[&[u8]]) {
+        // A whole batch travels as one piece: one entry per row all the same (a JSON row
+        // never holds a raw LF).
+        let rows: Vec<&[u8]> = rows
+            .iter()
+            .flat_map(|r| r.split(|b| *b == b'\n'))
+            .filter(|r| !r.is_empty())
+            .collect();
+        let rows = rows.as_slice();
         Metrics::add(&self.metrics.rows_dead_lettered, rows.len() as u64);
         tracing::warn!("{route}: {} row(s) dead-lettered: {error}", rows.len());
         if let Err(e) = self.dead_letters.store(table, route, error, rows) {
@@ -313,4 +345,72 @@ pub async fn serve(delivery: Arc<Delivery>, reader: Reader, concurrency: usize) 
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::JsonLinesOutput;
+
+    struct BrokenPipe;
+    impl std::io::Write for BrokenPipe {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn batch() -> Batch {
+        Batch {
+            table: Table::Syslog,
+            rows: 3,
+            body: b"{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n".to_vec(),
+        }
+    }
+
+    fn delivery(output: JsonLinesOutput, dlq: &std::path::Path) -> (Delivery, Arc<Metrics>) {
+        let metrics = Arc::new(Metrics::default());
+        let routes =
+            [Table::CommonSecurityLog, Table::Syslog].map(|t| Route::new(t, Some(t.name().into())));
+        let d = Delivery::new(
+            output,
+            routes,
+            usize::MAX,
+            DeadLetterQueue::new(dlq),
+            metrics.clone(),
+            CancellationToken::new(),
+        );
+        (d, metrics)
+    }
+
+    #[tokio::test]
+    async fn a_whole_batch_is_written_at_once_and_counted_per_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("rows.ndjson");
+        let (d, metrics) = delivery(
+            JsonLinesOutput::file(&out).unwrap(),
+            &dir.path().join("dlq"),
+        );
+        assert_eq!(d.deliver(&batch(), false).await, Settled::Yes);
+        assert_eq!(std::fs::read(&out).unwrap(), batch().body);
+        assert_eq!(Metrics::get(&metrics.rows_delivered), 3);
+        assert!(!dir.path().join("dlq").exists(), "no dead letter, no file");
+    }
+
+    #[tokio::test]
+    async fn a_closed_pipe_stops_the_route_and_dead_letters_each_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let dlq = dir.path().join("state/dead-letters.ndjson");
+        let (d, metrics) = delivery(JsonLinesOutput::new("pipe", Box::new(BrokenPipe)), &dlq);
+        assert_eq!(d.deliver(&batch(), false).await, Settled::Yes);
+        assert_eq!(Metrics::get(&metrics.rows_dead_lettered), 3);
+        let entries = crate::sink::dead_letter::read(&dlq).unwrap();
+        let rows: Vec<String> = entries
+            .into_iter()
+            .map(|e| e.unwrap().row.get().to_string())
+            .collect();
+        assert_eq!(rows, ["{\"n\":1}", "{\"n\":2}", "{\"n\":3}"]);
+    }
 }

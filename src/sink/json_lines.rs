@@ -15,9 +15,9 @@ use super::retry::Outcome;
 /// Rows as JSON lines on any writer (stdout, a file).
 pub struct JsonLinesOutput {
     what: String,
-    /// The writer, and the buffer a request is assembled in. No `BufWriter`: after a
-    /// failed write its buffer would still hold part of the batch and write it twice.
-    out: Mutex<(Box<dyn Write + Send>, Vec<u8>)>,
+    /// No `BufWriter`: after a failed write its buffer would still hold part of the batch
+    /// and write it twice. Whole batches arrive as one piece, so writes are large anyway.
+    out: Mutex<Box<dyn Write + Send>>,
 }
 
 impl JsonLinesOutput {
@@ -25,7 +25,7 @@ impl JsonLinesOutput {
     pub fn new(what: impl Into<String>, out: Box<dyn Write + Send>) -> Self {
         Self {
             what: what.into(),
-            out: Mutex::new((out, Vec::new())),
+            out: Mutex::new(out),
         }
     }
 
@@ -40,15 +40,12 @@ impl JsonLinesOutput {
     }
 
     fn write(&self, rows: &[&[u8]]) -> io::Result<()> {
-        let mut guard = self.out.lock().expect("output lock");
-        let (out, buf) = &mut *guard;
-        buf.clear();
+        let mut out = self.out.lock().expect("output lock");
         for row in rows {
-            buf.extend_from_slice(row);
-            buf.push(b'\n');
+            out.write_all(row)?;
+            out.write_all(b"\n")?;
         }
         // A batch is the unit of delivery: it leaves the process before it is acknowledged.
-        out.write_all(buf)?;
         out.flush()
     }
 }
@@ -74,9 +71,8 @@ impl Output for JsonLinesOutput {
         }
     }
 
-    fn request_size(&self, _rows: &[&[u8]]) -> usize {
-        // No request limit: a batch is written whole.
-        0
+    fn takes_whole_batches(&self) -> bool {
+        true
     }
 }
 
