@@ -216,46 +216,6 @@ pub struct OutputConfig {
     pub azure_resource_id: Option<Spanned<String>>,
 }
 
-impl OutputConfig {
-    /// `(field, span)` of every optional field that is set, for the per-type checks.
-    fn present(&self) -> Vec<(&'static str, Range<usize>)> {
-        let mut out = Vec::new();
-        macro_rules! field {
-            ($($name:ident),*) => {$(
-                if let Some(v) = &self.$name {
-                    out.push((stringify!($name), v.span()));
-                }
-            )*};
-        }
-        field!(
-            path,
-            endpoint,
-            max_request_bytes,
-            dead_letter_path,
-            dcr_id,
-            cef_stream,
-            syslog_stream,
-            credential,
-            tenant_id,
-            client_id,
-            client_secret_env,
-            client_secret_file,
-            authority_host,
-            scope,
-            federated_token_file,
-            managed_identity_endpoint,
-            workspace_id,
-            shared_key_env,
-            shared_key_file,
-            cef_log_type,
-            syslog_log_type,
-            time_generated_field,
-            azure_resource_id
-        );
-        out
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
@@ -788,7 +748,11 @@ impl Config {
                 listeners,
                 output,
             }),
-            _ => Err(ConfigError { problems }),
+            _ => {
+                // In file order, whatever order they were found in.
+                problems.sort_by_key(|p| (p.line, p.column));
+                Err(ConfigError { problems })
+            }
         }
     }
 }
@@ -991,19 +955,32 @@ fn parent_must_exist(path: &Spanned<PathBuf>, at: &Locator<'_>, problems: &mut V
     }
 }
 
-/// Fields each output type takes (beyond `type`), and those it needs.
-fn output_fields(kind: OutputKind) -> (&'static [&'static str], &'static [&'static str]) {
+/// Keys every Azure output takes.
+const AZURE_KEYS: &[&str] = &[
+    "endpoint",
+    "concurrency",
+    "timeout_secs",
+    "retry_max_secs",
+    "max_request_bytes",
+    "dead_letter_path",
+];
+
+/// Keys each output type takes (beyond `type`; the one list to extend with a new key), and
+/// those it needs.
+fn output_keys(kind: OutputKind) -> (Vec<&'static str>, &'static [&'static str]) {
+    let with_azure = |own: &[&'static str]| AZURE_KEYS.iter().chain(own).copied().collect();
     match kind {
-        OutputKind::Stdout => (&[], &[]),
-        OutputKind::File => (&["path"], &["path"]),
+        OutputKind::Stdout => (vec!["retry_max_secs", "dead_letter_path"], &[]),
+        OutputKind::File => (
+            vec!["path", "retry_max_secs", "dead_letter_path"],
+            &["path"],
+        ),
         OutputKind::LogsIngestion => (
-            &[
-                "endpoint",
-                "max_request_bytes",
-                "dead_letter_path",
+            with_azure(&[
                 "dcr_id",
                 "cef_stream",
                 "syslog_stream",
+                "gzip",
                 "credential",
                 "tenant_id",
                 "client_id",
@@ -1013,14 +990,11 @@ fn output_fields(kind: OutputKind) -> (&'static [&'static str], &'static [&'stat
                 "scope",
                 "federated_token_file",
                 "managed_identity_endpoint",
-            ],
+            ]),
             &["endpoint", "dcr_id"],
         ),
         OutputKind::DataCollector => (
-            &[
-                "endpoint",
-                "max_request_bytes",
-                "dead_letter_path",
+            with_azure(&[
                 "workspace_id",
                 "shared_key_env",
                 "shared_key_file",
@@ -1028,10 +1002,29 @@ fn output_fields(kind: OutputKind) -> (&'static [&'static str], &'static [&'stat
                 "syslog_log_type",
                 "time_generated_field",
                 "azure_resource_id",
-            ],
+            ]),
             &["workspace_id"],
         ),
     }
+}
+
+/// The keys written in the `[output]` table, with where each is: read from the text, so that
+/// no list of the struct's fields has to be kept.
+fn output_keys_present(at: &Locator<'_>, table: &Range<usize>) -> Vec<(String, Range<usize>)> {
+    let Ok(doc) = at.text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let Some(output) = doc.get("output").and_then(|o| o.as_table()) else {
+        return Vec::new();
+    };
+    output
+        .keys()
+        .filter(|k| *k != "type")
+        .map(|k| {
+            let span = at.key(Some(table.clone()), k).unwrap_or(table.clone());
+            (k.clone(), span)
+        })
+        .collect()
 }
 
 fn validate_output(
@@ -1047,10 +1040,10 @@ fn validate_output(
         OutputKind::LogsIngestion => "logs-ingestion",
         OutputKind::DataCollector => "data-collector",
     };
-    let (allowed, required) = output_fields(kind);
-    let present = o.present();
+    let (allowed, required) = output_keys(kind);
+    let present = output_keys_present(at, &output.span());
     for (name, span) in &present {
-        if !allowed.contains(name) {
+        if !allowed.contains(&name.as_str()) {
             problems.push(at.problem(
                 Some(span.clone()),
                 format!("`{name}` does not apply to a {kind_name} output"),

@@ -108,6 +108,7 @@ fn settings_that_would_break_a_run_are_refused_by_check_and_run_with_their_locat
     std::fs::write(dir.path().join("a-file"), "x").unwrap();
     std::fs::write(dir.path().join("not.pem"), "hello, not a certificate\n").unwrap();
     std::fs::write(dir.path().join("key.txt"), "not base64!!\n").unwrap();
+    std::fs::write(dir.path().join("good-key.txt"), "AAECAwQFBgcICQ==\n").unwrap();
     let tcp = "[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n";
     let file_output = format!("[output]\ntype = \"file\"\npath = \"{d}/rows.ndjson\"\n");
     // (configuration, where the problem is, what it says)
@@ -118,7 +119,9 @@ fn settings_that_would_break_a_run_are_refused_by_check_and_run_with_their_locat
             "max_connections = 9223372036854775807 is out of range",
         ),
         (
-            format!("{tcp}{file_output}concurrency = 9223372036854775807\n"),
+            format!(
+                "{tcp}[output]\ntype = \"data-collector\"\nworkspace_id = \"00000000-0000-0000-0000-000000000000\"\nshared_key_file = \"{d}/good-key.txt\"\nconcurrency = 9223372036854775807\n"
+            ),
             "9223372036854775807".into(),
             "concurrency = 9223372036854775807 is out of range",
         ),
@@ -155,6 +158,11 @@ fn settings_that_would_break_a_run_are_refused_by_check_and_run_with_their_locat
             format!("{tcp}[output]\ntype = \"file\"\npath = \"{d}\"\n"),
             format!("\"{d}\""),
             "is a directory",
+        ),
+        (
+            format!("{tcp}{file_output}concurrency = 4\n"),
+            "4\n".into(),
+            "`concurrency` does not apply to a file output",
         ),
         (
             format!(
