@@ -38,7 +38,7 @@ pub fn open(
         BufferSettings::Memory => {
             let (tx, rx) = flume::unbounded();
             Ok((
-                Writer(WriterKind::Memory(tx)),
+                Writer(WriterKind::Memory(tx, metrics)),
                 Reader(ReaderKind::Memory {
                     queue: rx,
                     kept: Arc::default(),
@@ -77,7 +77,7 @@ pub struct Writer(WriterKind);
 
 #[derive(Clone)]
 enum WriterKind {
-    Memory(flume::Sender<(Batch, Charge)>),
+    Memory(flume::Sender<(Batch, Charge)>, Arc<Metrics>),
     Spool {
         spool: Arc<Spool>,
         _closer: Arc<CloseOnDrop>,
@@ -89,10 +89,12 @@ impl Writer {
     /// waiting while the spool is full.
     pub fn push(&self, batch: Batch, charge: Charge) {
         match &self.0 {
-            WriterKind::Memory(tx) => {
+            WriterKind::Memory(tx, metrics) => {
                 // The reader lives until every writer is gone; a failed send means the
                 // output task died, and then the rows have nowhere to go.
+                let rows = batch.rows as u64;
                 if tx.send((batch, charge)).is_err() {
+                    Metrics::add(&metrics.rows_lost, rows);
                     tracing::error!("the output stopped; rows are being lost");
                 }
             }

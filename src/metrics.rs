@@ -49,6 +49,9 @@ pub struct Metrics {
     pub rows_delivered: AtomicU64,
     /// Rows the service refused for good, kept in the dead-letter queue.
     pub rows_dead_lettered: AtomicU64,
+    /// Rows that went nowhere: a dead-letter write failed, or a stage died holding them.
+    /// Anything above 0 makes `cefgate run` exit with an error.
+    pub rows_lost: AtomicU64,
     pub requests_delivered: AtomicU64,
     /// Requests split in two after a 413 or 400.
     pub requests_split: AtomicU64,
@@ -94,7 +97,7 @@ impl Metrics {
     /// `name value` lines, one per counter, for logs and `/metrics`-style scraping.
     pub fn report(&self) -> String {
         let mut out = String::new();
-        let fields: [(&str, &AtomicU64); 41] = [
+        let fields: [(&str, &AtomicU64); 42] = [
             ("udp_datagrams", &self.udp_datagrams),
             ("udp_bytes", &self.udp_bytes),
             ("udp_dropped_queue_full", &self.udp_dropped_queue_full),
@@ -121,6 +124,7 @@ impl Metrics {
             ("rows_unrouted", &self.rows_unrouted),
             ("rows_delivered", &self.rows_delivered),
             ("rows_dead_lettered", &self.rows_dead_lettered),
+            ("rows_lost", &self.rows_lost),
             ("requests_delivered", &self.requests_delivered),
             ("requests_split", &self.requests_split),
             ("requests_throttled", &self.requests_throttled),

@@ -62,6 +62,10 @@ pub enum RunError {
         "the output did not stop within {0:?} after the shutdown deadline; rows it held may not be written"
     )]
     OutputStuck(Duration),
+    #[error(
+        "{rows} row(s) could not be written anywhere and {threads} decode thread(s) failed; see the log above"
+    )]
+    Lost { rows: u64, threads: usize },
     #[error("output: {0}")]
     OutputSetup(#[from] sink::OutputSetupError),
     #[error(transparent)]
@@ -164,8 +168,10 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
     let deadline = Instant::now() + shutdown_timeout;
     // Never bounded by the deadline: this is the write to the buffer (the spool never waits
     // for space now), and what is not written here would be lost.
+    let mut workers_failed = 0;
     for worker in worker_threads {
         if worker.join().is_err() {
+            workers_failed += 1;
             tracing::error!("a decode thread failed; the rows it held are lost");
         }
     }
@@ -194,6 +200,13 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
         .store(budget.peak() as u64, std::sync::atomic::Ordering::Relaxed);
     if !finished {
         return Err(RunError::OutputStuck(AFTER_GIVE_UP));
+    }
+    let lost = Metrics::get(&metrics.rows_lost);
+    if lost > 0 || workers_failed > 0 {
+        return Err(RunError::Lost {
+            rows: lost,
+            threads: workers_failed,
+        });
     }
     if let BufferSettings::Spool(s) = &buffer {
         let left = crate::spool::chunks_in(&s.path);

@@ -306,6 +306,7 @@ impl Delivery {
         tracing::warn!("{route}: {} row(s) dead-lettered: {error}", rows.len());
         if let Err(e) = self.dead_letters.store(table, route, error, rows) {
             Metrics::add(&self.metrics.output_errors, 1);
+            Metrics::add(&self.metrics.rows_lost, rows.len() as u64);
             tracing::error!(
                 "{route}: cannot write {} row(s) to the dead-letter queue {}: {e}",
                 rows.len(),
@@ -412,5 +413,17 @@ mod tests {
             .map(|e| e.unwrap().row.get().to_string())
             .collect();
         assert_eq!(rows, ["{\"n\":1}", "{\"n\":2}", "{\"n\":3}"]);
+    }
+
+    #[tokio::test]
+    async fn rows_that_cannot_even_be_dead_lettered_are_counted_as_lost() {
+        // /dev/full accepts the open and refuses every write (ENOSPC).
+        let (d, metrics) = delivery(
+            JsonLinesOutput::new("pipe", Box::new(BrokenPipe)),
+            std::path::Path::new("/dev/full"),
+        );
+        assert_eq!(d.deliver(&batch(), false).await, Settled::Yes);
+        assert_eq!(Metrics::get(&metrics.rows_dead_lettered), 3);
+        assert_eq!(Metrics::get(&metrics.rows_lost), 3);
     }
 }
