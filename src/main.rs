@@ -117,6 +117,10 @@ struct EmulateArgs {
     /// Logs Ingestion request limit in bytes (Azure's is 1 MiB); lower it to test splitting.
     #[arg(long, default_value_t = 1_048_576)]
     max_request_bytes: usize,
+    /// Data Collector request limit in bytes (Azure's is 30 MB, answered with 404 when
+    /// exceeded); lower it to test splitting.
+    #[arg(long, default_value_t = 30 * 1024 * 1024)]
+    data_collector_max_bytes: usize,
 }
 
 #[derive(Subcommand)]
@@ -339,6 +343,7 @@ fn emulate(args: EmulateArgs) -> Result<(), String> {
         poison: args.poison,
         fail_first: args.fail_first,
         max_request_bytes: args.max_request_bytes,
+        data_collector_max_bytes: args.data_collector_max_bytes,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

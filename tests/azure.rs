@@ -51,11 +51,16 @@ syslog_log_type = "Syslog"
 
 /// cefgate with one TCP listener, `output`, short batches, and the secrets in its environment.
 fn gate(output: &str, extra: &str) -> Cefgate {
+    gate_with_listener(output, "", extra)
+}
+
+/// As [`gate`], with more keys for the listener.
+fn gate_with_listener(output: &str, listener: &str, extra: &str) -> Cefgate {
     let dir = tempfile::tempdir().unwrap();
     let dlq = dir.path().join("dead-letters.ndjson");
     let output = output.replace("{dlq}", &dlq.display().to_string());
     let config = format!(
-        "[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n\n{output}\ndead_letter_path = \"{}\"\n\n[batch]\nmax_age_ms = 50\n\n[record]\ncollector_host = \"cefgate-test\"\n{extra}",
+        "[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n{listener}\n\n{output}\ndead_letter_path = \"{}\"\n\n[batch]\nmax_age_ms = 50\n\n[record]\ncollector_host = \"cefgate-test\"\n{extra}",
         dlq.display()
     );
     Cefgate::start_raw(
@@ -436,4 +441,67 @@ fn secrets_never_appear_in_logs_or_errors() {
         !all.contains(wrong_key) && !all.contains(SHARED_KEY),
         "a shared key leaked:\n{all}"
     );
+}
+
+#[test]
+fn logs_ingestion_values_over_64_kb_are_cut_with_a_marker_and_counted() {
+    let emu = emulator(&[]);
+    let mut gate = gate_with_listener(&li_output(&emu, ""), "max_message_bytes = 200000", "");
+    let long = "y".repeat(70_000);
+    send(&gate, &[cef(1, &format!("msg={long}")), cef(2, "")]);
+    let rows = emu.wait_rows("Custom-CefGate_CommonSecurityLog", 2);
+    let message = rows
+        .iter()
+        .find(|r| r["FieldDeviceCustomNumber1"] == 1)
+        .unwrap()["Message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.len() <= 65_536, "{} bytes", message.len());
+    assert!(message.ends_with("...[truncated by cefgate]"));
+    let c = gate.stop();
+    assert_eq!(c.get("values_truncated"), 1);
+    assert_eq!(c.get("rows_delivered"), 2);
+}
+
+/// Four rows of about 30 KB, sent at once so that they travel in one request.
+fn four_large_rows() -> Vec<String> {
+    (0..4)
+        .map(|i| cef(i, &format!("msg={}", "z".repeat(30_000))))
+        .collect()
+}
+
+#[test]
+fn a_data_collector_404_on_a_large_request_is_split_once_and_delivered() {
+    let emu = emulator(&["--data-collector-max-bytes", "100000"]);
+    let mut gate = gate_with_listener(&dc_output(&emu, ""), "max_message_bytes = 200000", "");
+    send(&gate, &four_large_rows());
+    let rows = emu.wait_rows("CommonSecurityLog_CL", 4);
+    assert_eq!(rows.len(), 4);
+    let counts = emu.counts();
+    assert!(
+        counts["requests"]["data-collector 404"].as_u64().unwrap() >= 1,
+        "{counts}"
+    );
+    let c = gate.stop();
+    assert_eq!(c.get("requests_split"), 1);
+    assert_eq!(c.get("rows_dead_lettered"), 0);
+}
+
+#[test]
+fn a_data_collector_404_after_the_split_stops_the_route() {
+    let emu = emulator(&["--data-collector-max-bytes", "20000"]);
+    let mut gate = gate_with_listener(&dc_output(&emu, ""), "max_message_bytes = 200000", "");
+    send(&gate, &four_large_rows());
+    common::wait_for("the route to stop", common::DEADLINE, || {
+        gate.stderr().contains("route stopped").then_some(())
+    });
+    let c = gate.stop();
+    assert_eq!(
+        c.get("requests_split"),
+        1,
+        "split once, not down to single rows"
+    );
+    assert_eq!(c.get("rows_dead_lettered"), 4);
+    assert!(emu.rows("CommonSecurityLog_CL").is_empty());
 }

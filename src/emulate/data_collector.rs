@@ -102,13 +102,14 @@ pub(super) async fn data_collector(state: &State, query: &str, req: Request<Inco
     }
     let authorization = header("authorization").unwrap_or_default();
     let time_field = header("time-generated-field");
-    let body = match read_body(req, DATA_COLLECTOR_MAX).await {
+    let limit = state.settings.data_collector_max_bytes;
+    let body = match read_body(req, limit).await {
         Ok(b) => b,
         Err(_) => {
             return dc_error(
                 StatusCode::NOT_FOUND,
                 "RequestTooLarge",
-                "The request is larger than 30 MB.",
+                &format!("The request is larger than {limit} bytes."),
             );
         }
     };

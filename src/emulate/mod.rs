@@ -69,6 +69,8 @@ pub struct EmulatorSettings {
     pub fail_first: u64,
     /// Logs Ingestion's request limit (1 MiB in Azure); lower it to exercise splitting.
     pub max_request_bytes: usize,
+    /// The Data Collector's request limit (30 MB in Azure, answered with 404).
+    pub data_collector_max_bytes: usize,
 }
 
 impl Default for EmulatorSettings {
@@ -93,6 +95,7 @@ impl Default for EmulatorSettings {
             poison: None,
             fail_first: 0,
             max_request_bytes: LOGS_INGESTION_MAX,
+            data_collector_max_bytes: DATA_COLLECTOR_MAX,
         }
     }
 }

@@ -6,12 +6,15 @@
 //! `TimeGenerated` is sent as `CefgateTimeGenerated` and named in `time-generated-field`
 //! (the service then sets `TimeGenerated` from it); values over 32 KB are cut to 32 KB with
 //! a marker (the service would cut them silently), and counted.
+//!
+//! A 404 can mean a wrong workspace or a request the service finds too large: a request of
+//! several rows is split once before the route is stopped.
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::delivery::Output;
-use super::logs_ingestion::{failure, request_id};
+use super::request::{cut_long_values, failure, request_id};
 use super::retry::Outcome;
 use super::signature::{SharedKeySigner, imf_fixdate};
 use crate::auth::error_chain;
@@ -21,8 +24,6 @@ use crate::metrics::Metrics;
 pub const RENAMED_TIME_GENERATED: &str = "CefgateTimeGenerated";
 /// The service's limit for one value.
 pub const MAX_VALUE_BYTES: usize = 32 * 1024;
-/// Appended to a value cut at [`MAX_VALUE_BYTES`].
-pub const TRUNCATION_MARKER: &str = "...[truncated by cefgate]";
 
 pub struct DataCollectorApi {
     pub client: reqwest::Client,
@@ -36,30 +37,14 @@ pub struct DataCollectorApi {
 /// One row as the Data Collector API takes it (see the module notes).
 pub fn adapt_row(row: &[u8], out: &mut Vec<u8>, truncated: &mut u64) {
     const FIRST: &[u8] = b"{\"TimeGenerated\":";
-    if row.len() > MAX_VALUE_BYTES {
-        // Long enough to hold a long value: rewrite it through a map.
-        if let Ok(serde_json::Value::Object(mut map)) =
-            serde_json::from_slice::<serde_json::Value>(row)
-        {
-            for value in map.values_mut() {
-                if let serde_json::Value::String(s) = value
-                    && s.len() > MAX_VALUE_BYTES
-                {
-                    let mut cut = MAX_VALUE_BYTES - TRUNCATION_MARKER.len();
-                    while !s.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    s.truncate(cut);
-                    s.push_str(TRUNCATION_MARKER);
-                    *truncated += 1;
-                }
-            }
-            if let Some(t) = map.remove("TimeGenerated") {
-                map.insert(RENAMED_TIME_GENERATED.into(), t);
-            }
-            serde_json::to_writer(out, &map).expect("writing to memory");
-            return;
-        }
+    if cut_long_values(
+        row,
+        MAX_VALUE_BYTES,
+        Some(RENAMED_TIME_GENERATED),
+        out,
+        truncated,
+    ) {
+        return;
     }
     match row.strip_prefix(FIRST) {
         Some(rest) => {
@@ -127,7 +112,8 @@ impl Output for DataCollectorApi {
                      machine's clock is within 15 minutes of the real time"
                 ),
             },
-            404 => Outcome::RouteBroken {
+            // This API also answers 404 to a request it finds too large.
+            404 => Outcome::NotFound {
                 reason: format!("{detail}: check endpoint and workspace_id"),
             },
             413 => Outcome::TooLarge,
@@ -151,6 +137,7 @@ impl Output for DataCollectorApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::request::TRUNCATION_MARKER;
 
     fn adapt(row: &str) -> (String, u64) {
         let mut out = Vec::new();

@@ -201,6 +201,8 @@ impl Delivery {
         durable: bool,
     ) -> Settled {
         let mut pending = vec![rows];
+        // A 404 that may mean "too large" splits the request once (see `Outcome::NotFound`).
+        let mut split_on_not_found = false;
         while let Some(rows) = pending.pop() {
             let mut backoff = Backoff::new(Duration::from_millis(500), self.retry_max);
             let mut last_auth_warning: Option<Instant> = None;
@@ -274,7 +276,16 @@ impl Delivery {
                         }
                         wait
                     }
-                    Outcome::RouteBroken { reason } => {
+                    Outcome::NotFound { reason: _ } if rows.len() > 1 && !split_on_not_found => {
+                        split_on_not_found = true;
+                        Metrics::add(&self.metrics.requests_split, 1);
+                        let mut first = rows;
+                        let second = first.split_off(first.len() / 2);
+                        pending.push(second);
+                        pending.push(first);
+                        break;
+                    }
+                    Outcome::RouteBroken { reason } | Outcome::NotFound { reason } => {
                         if !route.stopped.swap(true, Ordering::Relaxed) {
                             tracing::error!(
                                 "{name}: route stopped: {reason}; its rows now go to the dead-letter queue {}",

@@ -9,8 +9,10 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::delivery::Output;
-use super::retry::{Outcome, parse_retry_after};
+use super::request::{cut_long_values, failure, request_id};
+use super::retry::Outcome;
 use crate::auth::{TokenSource, error_chain};
+use crate::metrics::Metrics;
 
 pub struct LogsIngestionApi {
     pub client: reqwest::Client,
@@ -18,65 +20,38 @@ pub struct LogsIngestionApi {
     pub dcr_id: String,
     pub gzip: bool,
     pub tokens: Arc<TokenSource>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The rows as one JSON array.
 pub fn json_array(rows: &[&[u8]]) -> Vec<u8> {
+    json_array_cut(rows, usize::MAX, &mut 0)
+}
+
+/// The rows as one JSON array, string values longer than `max` cut with a marker (counted).
+pub fn json_array_cut(rows: &[&[u8]], max: usize, truncated: &mut u64) -> Vec<u8> {
     let mut body = Vec::with_capacity(rows.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
     body.push(b'[');
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(row);
+        if !cut_long_values(row, max, None, &mut body, truncated) {
+            body.extend_from_slice(row);
+        }
     }
     body.push(b']');
     body
 }
 
-/// A short random ID for `x-ms-client-request-id`, so both sides can find a request.
-pub fn request_id() -> String {
-    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
-}
-
-/// What a failed response says: `HTTP <status> (<service ids>): <start of the body>`, and its
-/// `Retry-After`, if any. Shared by both APIs.
-pub async fn failure(response: reqwest::Response) -> (String, Option<std::time::Duration>) {
-    let status = response.status().as_u16();
-    let ids = service_ids(&response);
-    let retry_after = response
-        .headers()
-        .get("retry-after")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_retry_after);
-    let text = response.text().await.unwrap_or_default();
-    let detail = format!(
-        "HTTP {status} ({ids}): {}",
-        text.chars().take(500).collect::<String>()
-    );
-    (detail, retry_after)
-}
-
-/// `x-ms-request-id` and `x-ms-error-code` of a response, for the log.
-pub fn service_ids(response: &reqwest::Response) -> String {
-    let header = |name| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-            .to_string()
-    };
-    format!(
-        "x-ms-request-id {}, x-ms-error-code {}",
-        header("x-ms-request-id"),
-        header("x-ms-error-code")
-    )
-}
+/// The service's limit for one value: longer ones it cuts without a word.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
 impl Output for LogsIngestionApi {
     async fn send(&self, stream: &str, rows: &[&[u8]]) -> Outcome {
-        let json = json_array(rows);
+        let mut truncated = 0;
+        let json = json_array_cut(rows, MAX_VALUE_BYTES, &mut truncated);
+        Metrics::add(&self.metrics.values_truncated, truncated);
         let token = match self.tokens.token().await {
             Ok(t) => t,
             Err(e) if e.is_transient() => {

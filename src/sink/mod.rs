@@ -8,6 +8,7 @@ pub mod dead_letter;
 pub mod delivery;
 pub mod json_lines;
 pub mod logs_ingestion;
+pub mod request;
 pub mod retry;
 pub mod settings;
 pub mod signature;
@@ -96,6 +97,7 @@ pub fn build(
                     li.scope.clone(),
                     client,
                 )),
+                metrics: metrics.clone(),
             };
             let routes = routes(&li.cef_stream, &li.syslog_stream);
             BuiltOutput {

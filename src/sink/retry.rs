@@ -20,6 +20,9 @@ pub enum Outcome {
     Unauthorized { reason: String },
     /// The route does not exist (404): configuration is wrong; stop the route loudly.
     RouteBroken { reason: String },
+    /// A 404 that may also mean "too large" (the Data Collector API): split a request of
+    /// several rows once; if a part is refused the same way, the route is broken.
+    NotFound { reason: String },
 }
 
 /// Exponential backoff with full jitter: 0.5 s, 1 s, 2 s, ... up to `max`, each wait a
