@@ -28,6 +28,7 @@ fn bench(c: &mut Criterion) {
         collector_host: "collector".into(),
         time_generated: vec![TimeSource::Received],
         event_id: false,
+        keep_structured_data: false,
     });
     let rx = Reception {
         time: TimeContext::new(

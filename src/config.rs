@@ -262,6 +262,10 @@ pub struct RecordConfig {
     /// to deduplicate in KQL after a redelivery.
     #[serde(default)]
     pub event_id: bool,
+    /// Keep RFC 5424 structured data at the front of `SyslogMessage` (the Azure agent
+    /// writes MSG alone).
+    #[serde(default)]
+    pub keep_structured_data: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -187,6 +187,9 @@ struct ConvertArgs {
     /// Add CefgateEventId (a hash of the raw message and its receive time) to every row.
     #[arg(long)]
     event_id: bool,
+    /// Keep RFC 5424 structured data at the front of SyslogMessage (the Azure agent drops it).
+    #[arg(long)]
+    keep_structured_data: bool,
 }
 
 fn main() -> ExitCode {
@@ -452,6 +455,7 @@ fn convert(args: ConvertArgs) -> Result<(), String> {
     let mut record = RecordSettings {
         time_generated,
         event_id: args.event_id,
+        keep_structured_data: args.keep_structured_data,
         ..RecordSettings::default()
     };
     if let Some(host) = args.collector_host {

@@ -129,6 +129,7 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
     let record = RecordSettings {
         time_generated: resolved.time_generated.clone(),
         event_id: config.record.event_id,
+        keep_structured_data: config.record.keep_structured_data,
         ..match &config.record.collector_host {
             Some(host) => RecordSettings {
                 collector_host: host.clone(),

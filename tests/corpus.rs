@@ -98,6 +98,8 @@ fn rows(cases: &[Case]) -> Vec<Map<String, Value>> {
             RECEIVED_AT,
             "--collector-host",
             "cefgate-test",
+            // The sources' structured-data expectations are checked in SyslogMessage.
+            "--keep-structured-data",
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -127,6 +129,7 @@ fn rows(cases: &[Case]) -> Vec<Map<String, Value>> {
         collector_host: "cefgate-test".into(),
         time_generated: vec![TimeSource::Received],
         event_id: false,
+        keep_structured_data: true,
     });
     let received: DateTime<Utc> = RECEIVED_AT.parse().unwrap();
     let rx = Reception {

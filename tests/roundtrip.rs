@@ -67,6 +67,7 @@ proptest! {
             collector_host: "c".into(),
             time_generated: vec![TimeSource::Rt, TimeSource::Start, TimeSource::Syslog, TimeSource::Received],
             event_id: false,
+            keep_structured_data: false,
         });
         let rx = Reception {
             time: TimeContext::new(chrono::Utc::now(), chrono::FixedOffset::east_opt(0).unwrap()),

@@ -13,6 +13,7 @@ fuzz_target!(|data: &[u8]| {
         collector_host: "fuzz".into(),
         time_generated: vec![TimeSource::Rt, TimeSource::End, TimeSource::Syslog],
         event_id: false,
+        keep_structured_data: false,
     });
     let rx = Reception {
         time: TimeContext::new(

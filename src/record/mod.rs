@@ -111,6 +111,9 @@ pub struct RecordSettings {
     pub time_generated: Vec<TimeSource>,
     /// Add [`EVENT_ID_COLUMN`] to every row.
     pub event_id: bool,
+    /// Keep RFC 5424 structured data at the front of `SyslogMessage`. Off by default: the
+    /// Azure agent writes MSG alone, and Sentinel's parsers of `SyslogMessage` expect that.
+    pub keep_structured_data: bool,
 }
 
 /// A deterministic ID of the message (its raw bytes and receive time), so that a row
@@ -132,6 +135,7 @@ impl Default for RecordSettings {
             collector_host: gethostname::gethostname().to_string_lossy().into_owned(),
             time_generated: vec![TimeSource::Received],
             event_id: false,
+            keep_structured_data: false,
         }
     }
 }
@@ -431,10 +435,13 @@ impl RowBuilder {
         }
         // RFC 5424: a BOM only says "MSG is UTF-8"; it is not part of the text.
         let msg = header.msg.strip_prefix('\u{feff}').unwrap_or(header.msg);
+        // RFC 5424 structured data is no part of MSG and the agent leaves it out; in an
+        // RFC 3164 message a bracketed start is text (rsyslog keeps it in MSG), so it stays.
+        let keep = self.settings.keep_structured_data || !header.rfc5424;
         let message = match header.structured_data {
-            Some(sd) if msg.is_empty() => str_value(sd),
-            Some(sd) => Value::Str(Cow::Owned(format!("{sd} {msg}"))),
-            None => str_value(msg),
+            Some(sd) if keep && msg.is_empty() => str_value(sd),
+            Some(sd) if keep => Value::Str(Cow::Owned(format!("{sd} {msg}"))),
+            _ => str_value(msg),
         };
         columns.push((col::SYSLOG_MESSAGE, message));
         Row {

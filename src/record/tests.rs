@@ -6,6 +6,7 @@ fn builder(time_generated: Vec<TimeSource>) -> RowBuilder {
         collector_host: "collector".into(),
         time_generated,
         event_id: false,
+        keep_structured_data: false,
     })
 }
 
@@ -241,6 +242,7 @@ fn event_ids_are_deterministic_and_optional() {
         collector_host: "c".into(),
         time_generated: vec![TimeSource::Received],
         event_id: true,
+        keep_structured_data: false,
     };
     let b = RowBuilder::new(settings.clone());
     fn id(b: &RowBuilder, text: &str) -> Option<String> {
@@ -264,4 +266,21 @@ fn event_ids_are_deterministic_and_optional() {
     );
     settings.event_id = false;
     assert_eq!(id(&RowBuilder::new(settings), "CEF:0|V|P|1|1|n|1|"), None);
+}
+
+#[test]
+fn structured_data_leaves_syslog_message_unless_asked_to_stay() {
+    let text = r#"<165>1 2003-10-11T22:14:15.003Z host app - ID47 [ex@32473 iut="3"] the message"#;
+    let message = |keep: bool| {
+        let b = RowBuilder::new(RecordSettings {
+            keep_structured_data: keep,
+            ..RecordSettings::default()
+        });
+        match b.build(text, false, &rx(None)).get("SyslogMessage") {
+            Some(Value::Str(s)) => s.to_string(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(message(false), "the message");
+    assert_eq!(message(true), r#"[ex@32473 iut="3"] the message"#);
 }
