@@ -61,8 +61,11 @@ pub struct Metrics {
     pub requests_failed: AtomicU64,
     /// 401/403 answers, retried after a credential refresh.
     pub requests_unauthorized: AtomicU64,
-    /// Data Collector values cut at 32 KB.
+    /// Values cut at the service's limit (Logs Ingestion 64 KB, Data Collector 32 KB).
     pub values_truncated: AtomicU64,
+    /// Rows sent with a TimeGenerated Azure replaces (older than 2 days, or more than 1 day
+    /// ahead); their time travels in CefgateReceivedTime.
+    pub rows_time_outside_window: AtomicU64,
     /// Spool: chunks written, and what is waiting now (gauges).
     pub spool_chunks_written: AtomicU64,
     pub spool_chunks: AtomicU64,
@@ -97,7 +100,7 @@ impl Metrics {
     /// `name value` lines, one per counter, for logs and `/metrics`-style scraping.
     pub fn report(&self) -> String {
         let mut out = String::new();
-        let fields: [(&str, &AtomicU64); 42] = [
+        let fields: [(&str, &AtomicU64); 43] = [
             ("udp_datagrams", &self.udp_datagrams),
             ("udp_bytes", &self.udp_bytes),
             ("udp_dropped_queue_full", &self.udp_dropped_queue_full),
@@ -131,6 +134,7 @@ impl Metrics {
             ("requests_failed", &self.requests_failed),
             ("requests_unauthorized", &self.requests_unauthorized),
             ("values_truncated", &self.values_truncated),
+            ("rows_time_outside_window", &self.rows_time_outside_window),
             ("spool_chunks_written", &self.spool_chunks_written),
             ("spool_chunks", &self.spool_chunks),
             ("spool_bytes", &self.spool_bytes),

@@ -505,3 +505,41 @@ fn a_data_collector_404_after_the_split_stops_the_route() {
     assert_eq!(c.get("rows_dead_lettered"), 4);
     assert!(emu.rows("CommonSecurityLog_CL").is_empty());
 }
+
+#[test]
+fn a_time_azure_would_replace_is_kept_in_cefgate_received_time() {
+    let emu = emulator(&[]);
+    let mut gate = gate(
+        &li_output(&emu, ""),
+        "time_generated = [\"rt\", \"received\"]",
+    );
+    // 2020-01-01T00:00:00Z, years outside the 2-day window; and a row on time.
+    send(&gate, &[cef(1, "rt=1577836800000"), cef(2, "")]);
+    let rows = emu.wait_rows("Custom-CefGate_CommonSecurityLog", 2);
+    let row = |n: i64| {
+        rows.iter()
+            .find(|r| r["FieldDeviceCustomNumber1"] == n)
+            .unwrap()
+            .clone()
+    };
+    let old = row(1);
+    assert!(
+        old["CefgateReceivedTime"]
+            .as_str()
+            .unwrap()
+            .starts_with("2020-01-01T00:00:00"),
+        "{old}"
+    );
+    assert!(
+        !old["TimeGenerated"].as_str().unwrap().starts_with("2020"),
+        "the emulator replaced it, as Azure does: {old}"
+    );
+    assert!(row(2).get("CefgateReceivedTime").is_none());
+    assert_eq!(emu.counts()["time_generated_replaced"], 1);
+    let c = gate.stop();
+    assert_eq!(c.get("rows_time_outside_window"), 1);
+    assert!(
+        gate.stderr()
+            .contains("Azure replaces with the ingestion time")
+    );
+}

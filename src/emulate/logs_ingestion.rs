@@ -139,6 +139,24 @@ pub(super) async fn logs_ingestion(
         }
         state.counts.lock().expect("counts").columns_dropped += dropped;
     }
+    // Azure keeps a TimeGenerated from 2 days before to 1 day after ingestion; others become
+    // the ingestion time.
+    let now = chrono::Utc::now();
+    let mut replaced = 0;
+    for row in &mut rows {
+        let time = row
+            .fields
+            .get("TimeGenerated")
+            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+            .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok());
+        if let Some(t) = time
+            && (t < now - chrono::TimeDelta::days(2) || t > now + chrono::TimeDelta::days(1))
+        {
+            row.time_generated = Some(crate::decode::time::iso8601(&now));
+            replaced += 1;
+        }
+    }
+    state.counts.lock().expect("counts").time_generated_replaced += replaced;
     store(state, stream, rows, LOGS_INGESTION_MAX_VALUE);
     no_content()
 }

@@ -121,6 +121,8 @@ struct Counts {
     tokens_issued: u64,
     /// Values of columns the stream does not declare, dropped as Azure drops them.
     columns_dropped: u64,
+    /// Rows whose TimeGenerated was outside the window and replaced, as Azure does.
+    time_generated_replaced: u64,
 }
 
 struct State {
@@ -231,7 +233,7 @@ pub async fn serve(
 
 fn counts_json(state: &State) -> Value {
     let counts = state.counts.lock().expect("counts");
-    json!({"rows": counts.rows, "requests": counts.requests, "tokens_issued": counts.tokens_issued, "columns_dropped": counts.columns_dropped})
+    json!({"rows": counts.rows, "requests": counts.requests, "tokens_issued": counts.tokens_issued, "columns_dropped": counts.columns_dropped, "time_generated_replaced": counts.time_generated_replaced})
 }
 
 fn count_request(state: &State, api: &str, status: StatusCode) {

@@ -8,6 +8,8 @@ pub(super) struct Row<'a> {
     pub(super) fields: std::collections::BTreeMap<&'a str, &'a serde_json::value::RawValue>,
     /// Fields were dropped: store `fields`, not `raw`.
     pub(super) changed: bool,
+    /// The `TimeGenerated` the service put in place of the row's (outside its window).
+    pub(super) time_generated: Option<String>,
 }
 
 pub(super) fn parse_rows(body: &[u8]) -> Result<Vec<Row<'_>>, String> {
@@ -23,6 +25,7 @@ pub(super) fn parse_rows(body: &[u8]) -> Result<Vec<Row<'_>>, String> {
                 raw,
                 fields,
                 changed: false,
+                time_generated: None,
             })
         })
         .collect()
@@ -33,7 +36,20 @@ pub(super) fn store(state: &State, table: &str, rows: Vec<Row<'_>>, max_value: u
     let mut out = Vec::with_capacity(rows.iter().map(|r| r.raw.get().len() + 1).sum());
     let n = rows.len() as u64;
     for row in rows {
-        if row.raw.get().len() > max_value {
+        if let Some(time) = &row.time_generated {
+            let mut map: serde_json::Map<String, Value> = row
+                .fields
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        serde_json::from_str(v.get()).unwrap_or(Value::Null),
+                    )
+                })
+                .collect();
+            map.insert("TimeGenerated".into(), Value::String(time.clone()));
+            serde_json::to_writer(&mut out, &map).expect("writing to memory");
+        } else if row.raw.get().len() > max_value {
             // Long enough to hold a long value: cut it through a map.
             let mut map: serde_json::Map<String, Value> = row
                 .fields

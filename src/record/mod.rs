@@ -120,6 +120,10 @@ pub struct RecordSettings {
 /// delivered twice after a recovery can be deduplicated in KQL.
 pub const EVENT_ID_COLUMN: &str = col::CEFGATE_EVENT_ID;
 
+/// The receive time of a row whose `TimeGenerated` Azure would replace (see
+/// `sink::logs_ingestion`).
+pub const RECEIVED_TIME_COLUMN: &str = col::CEFGATE_RECEIVED_TIME;
+
 /// `xxh3-64(receive time in ns, little-endian ++ raw message)` as 16 hex digits.
 pub fn event_id(text: &str, received_at: &DateTime<Utc>) -> String {
     let nanos = received_at.timestamp_nanos_opt().unwrap_or_default();

@@ -34,7 +34,7 @@ mod tests {
         assert!(csl.contains(&("SourceIP", ColumnType::String)));
         assert_eq!(
             csl.last(),
-            Some(&("CefgateDiagnostics", ColumnType::String))
+            Some(&("CefgateReceivedTime", ColumnType::DateTime))
         );
     }
 }

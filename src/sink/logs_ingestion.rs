@@ -13,6 +13,7 @@ use super::request::{cut_long_values, failure, request_id};
 use super::retry::Outcome;
 use crate::auth::{TokenSource, error_chain};
 use crate::metrics::Metrics;
+use crate::record::RECEIVED_TIME_COLUMN;
 
 pub struct LogsIngestionApi {
     pub client: reqwest::Client,
@@ -21,6 +22,8 @@ pub struct LogsIngestionApi {
     pub gzip: bool,
     pub tokens: Arc<TokenSource>,
     pub metrics: Arc<Metrics>,
+    /// When rows outside the time window were last reported (the warning is rate-limited).
+    pub time_warned: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// The rows as one JSON array.
@@ -44,13 +47,94 @@ pub fn json_array_cut(rows: &[&[u8]], max: usize, truncated: &mut u64) -> Vec<u8
     body
 }
 
+/// How far back and ahead of the ingestion time Azure keeps a row's `TimeGenerated`; outside,
+/// it replaces the value with the ingestion time.
+const KEPT_BEFORE: chrono::TimeDelta = chrono::TimeDelta::days(2);
+const KEPT_AFTER: chrono::TimeDelta = chrono::TimeDelta::days(1);
+/// Rows reach the service some time after they are sent: treat rows this close to an edge
+/// as outside.
+const EDGE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
+
+/// The `TimeGenerated` values Azure keeps, as the first 19 characters of ISO 8601 UTC
+/// (`2026-11-26T10:00:00`), so that a row's value is compared as text without parsing.
+pub struct TimeWindow {
+    oldest: String,
+    newest: String,
+}
+
+impl TimeWindow {
+    pub fn at(now: chrono::DateTime<chrono::Utc>) -> Self {
+        let text = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%S").to_string();
+        Self {
+            oldest: text(now - KEPT_BEFORE + EDGE),
+            newest: text(now + KEPT_AFTER - EDGE),
+        }
+    }
+
+    fn contains(&self, iso: &str) -> bool {
+        let t = iso.get(..19).unwrap_or(iso);
+        t >= self.oldest.as_str() && t <= self.newest.as_str()
+    }
+}
+
+/// A row whose `TimeGenerated` Azure would replace, with the value also written to
+/// `CefgateReceivedTime` (the DCR keeps it); `None` for a row inside the window. Rows start
+/// with `{"TimeGenerated":"...` (the row builder writes it first).
+pub fn with_received_time(row: &[u8], window: &TimeWindow) -> Option<Vec<u8>> {
+    const FIRST: &[u8] = b"{\"TimeGenerated\":\"";
+    let rest = row.strip_prefix(FIRST)?;
+    let end = memchr::memchr(b'"', rest)?;
+    let time = std::str::from_utf8(&rest[..end]).ok()?;
+    if window.contains(time) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(row.len() + 64);
+    out.extend_from_slice(&row[..FIRST.len() + end + 1]);
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(RECEIVED_TIME_COLUMN.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    out.extend_from_slice(time.as_bytes());
+    out.push(b'"');
+    out.extend_from_slice(&rest[end + 1..]);
+    Some(out)
+}
+
 /// The service's limit for one value: longer ones it cuts without a word.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
+impl LogsIngestionApi {
+    fn report_outside_window(&self, rows: usize) {
+        Metrics::add(&self.metrics.rows_time_outside_window, rows as u64);
+        let mut last = self.time_warned.lock().expect("warning lock");
+        if last.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(60)) {
+            *last = Some(std::time::Instant::now());
+            tracing::warn!(
+                "{rows} row(s) have a TimeGenerated more than 2 days old or 1 day ahead, which \
+                 Azure replaces with the ingestion time; their time is kept in {RECEIVED_TIME_COLUMN} \
+                 (counted in rows_time_outside_window; this warning repeats at most once a minute)"
+            );
+        }
+    }
+}
+
 impl Output for LogsIngestionApi {
     async fn send(&self, stream: &str, rows: &[&[u8]]) -> Outcome {
+        let window = TimeWindow::at(chrono::Utc::now());
+        let kept: Vec<Option<Vec<u8>>> = rows
+            .iter()
+            .map(|r| with_received_time(r, &window))
+            .collect();
+        let outside = kept.iter().flatten().count();
+        if outside > 0 {
+            self.report_outside_window(outside);
+        }
+        let rows: Vec<&[u8]> = rows
+            .iter()
+            .zip(&kept)
+            .map(|(row, kept)| kept.as_deref().unwrap_or(row))
+            .collect();
         let mut truncated = 0;
-        let json = json_array_cut(rows, MAX_VALUE_BYTES, &mut truncated);
+        let json = json_array_cut(&rows, MAX_VALUE_BYTES, &mut truncated);
         Metrics::add(&self.metrics.values_truncated, truncated);
         let token = match self.tokens.token().await {
             Ok(t) => t,
@@ -134,6 +218,38 @@ impl Output for LogsIngestionApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_outside_the_window_keep_their_time_in_a_column() {
+        let now = "2026-11-29T12:00:00Z".parse().unwrap();
+        let w = TimeWindow::at(now);
+        let row = |t: &str| format!("{{\"TimeGenerated\":\"{t}\",\"A\":1}}");
+        for inside in [
+            "2026-11-29T11:59:59Z",
+            "2026-11-27T12:20:00.5Z",
+            "2026-11-30T11:00:00Z",
+        ] {
+            assert_eq!(
+                with_received_time(row(inside).as_bytes(), &w),
+                None,
+                "{inside}"
+            );
+        }
+        for outside in [
+            "2026-11-27T12:05:00Z",
+            "2020-01-01T00:00:00Z",
+            "2026-11-30T12:00:00Z",
+        ] {
+            let kept = with_received_time(row(outside).as_bytes(), &w).expect(outside);
+            assert_eq!(
+                String::from_utf8(kept).unwrap(),
+                format!(
+                    "{{\"TimeGenerated\":\"{outside}\",\"CefgateReceivedTime\":\"{outside}\",\"A\":1}}"
+                )
+            );
+        }
+        assert_eq!(with_received_time(b"{\"A\":1}", &w), None);
+    }
 
     #[test]
     fn rows_become_one_json_array() {

@@ -98,6 +98,7 @@ pub fn build(
                     client,
                 )),
                 metrics: metrics.clone(),
+                time_warned: Default::default(),
             };
             let routes = routes(&li.cef_stream, &li.syslog_stream);
             BuiltOutput {
