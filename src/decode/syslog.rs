@@ -49,7 +49,14 @@ pub(crate) fn offset_in(whole: &str, part: &str) -> Option<usize> {
 }
 
 /// Decodes the syslog header of `text`. Never fails: without a header, `msg` is the text.
+///
+/// `syslog_loose` reads RFC 5424 and the common RFC 3164 shapes; the shapes it misreads are
+/// read first by [`rfc3164_variant`]: a PRI with no timestamp, fractional seconds, a zone and
+/// year after the time, and a time followed by `:` with no host (Cisco ASA).
 pub fn parse<'a>(text: &'a str, ctx: &TimeContext) -> SyslogHeader<'a> {
+    if let Some(h) = rfc3164_variant(text, ctx) {
+        return h;
+    }
     let m = syslog_loose::parse_message_with_year_tz(
         text,
         |(month, day, hour, min, sec)| ctx.infer_year(month, day, hour, min, sec),
@@ -75,6 +82,215 @@ pub fn parse<'a>(text: &'a str, ctx: &TimeContext) -> SyslogHeader<'a> {
         msgid: m.msgid,
         structured_data,
         msg: m.msg,
+    }
+}
+
+/// `<PRI>` at the start of `text`: (facility, severity, the rest).
+fn pri(text: &str) -> Option<(&'static str, &'static str, &str)> {
+    let rest = text.strip_prefix('<')?;
+    let end = rest.find('>').filter(|e| (1..=3).contains(e))?;
+    let value: u8 = rest[..end].parse().ok().filter(|v| *v <= 191)?;
+    let (facility, severity) = syslog_loose::decompose_pri(value);
+    Some((facility?.as_str(), severity?.as_str(), &rest[end + 1..]))
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Zone abbreviations an RFC 3164 header may carry after the time (`Aug 24 05:34:00 CST
+/// 1987`), with their offsets in hours. Others fall back to the configured zone.
+const ZONES: [(&str, i32); 12] = [
+    ("UTC", 0),
+    ("GMT", 0),
+    ("Z", 0),
+    ("EST", -5),
+    ("EDT", -4),
+    ("CST", -6),
+    ("CDT", -5),
+    ("MST", -7),
+    ("MDT", -6),
+    ("PST", -8),
+    ("PDT", -7),
+    ("CET", 1),
+];
+
+/// An RFC 3164 timestamp `Mmm [d]d [yyyy] HH:MM:SS[.fraction] [ZONE yyyy]` at the start of
+/// `text`: the time and the rest after it (a `:` right behind the time stays in the rest).
+fn rfc3164_time<'a>(
+    text: &'a str,
+    ctx: &TimeContext,
+) -> Option<(chrono::DateTime<Utc>, bool, &'a str)> {
+    use chrono::{NaiveDate, TimeZone};
+    let month = MONTHS.iter().position(|m| text.starts_with(m))? as u32 + 1;
+    let rest = text.get(3..)?.strip_prefix(' ')?.trim_start_matches(' ');
+    let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+    let n = digits(rest);
+    let day: u32 = rest
+        .get(..n)?
+        .parse()
+        .ok()
+        .filter(|d| (1..=31).contains(d))?;
+    let mut rest = rest[n..].strip_prefix(' ')?;
+    let mut year = None;
+    if digits(rest) == 4 && rest.as_bytes().get(4) == Some(&b' ') {
+        year = rest[..4].parse::<i32>().ok();
+        rest = &rest[5..];
+    }
+    let clock = rest.get(..8)?;
+    let b = clock.as_bytes();
+    if !(b[2] == b':' && b[5] == b':') {
+        return None;
+    }
+    let (hour, min, sec): (u32, u32, u32) = (
+        clock[..2].parse().ok()?,
+        clock[3..5].parse().ok()?,
+        clock[6..8].parse().ok()?,
+    );
+    rest = &rest[8..];
+    let mut nanos = 0;
+    // A year alone `syslog_loose` reads; a fraction or a zone it does not.
+    let mut unusual = false;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let n = digits(frac);
+        if n == 0 {
+            return None;
+        }
+        let scale = 10u32.pow(9 - n.min(9) as u32);
+        nanos = frac[..n.min(9)].parse::<u32>().ok()? * scale;
+        rest = &frac[n..];
+        unusual = true;
+    }
+    let mut zone = ctx.zone;
+    // ` ZONE yyyy ` after the time (the RFC 3164 example).
+    if let Some(after) = rest.strip_prefix(' ') {
+        let letters = after.bytes().take_while(u8::is_ascii_uppercase).count();
+        let tail = &after[letters..];
+        if (1..=4).contains(&letters)
+            && tail.starts_with(' ')
+            && digits(&tail[1..]) == 4
+            && tail.as_bytes().get(5).is_none_or(|c| *c == b' ')
+        {
+            if let Some((_, hours)) = ZONES.iter().find(|(z, _)| *z == &after[..letters]) {
+                zone = chrono::FixedOffset::east_opt(hours * 3600)?;
+            }
+            year = tail[1..5].parse().ok();
+            rest = &tail[5..];
+            unusual = true;
+        }
+    }
+    let year = year.unwrap_or_else(|| ctx.infer_year(month, day, hour, min, sec));
+    let local =
+        NaiveDate::from_ymd_opt(year, month, day)?.and_hms_nano_opt(hour, min, sec, nanos)?;
+    let time = zone
+        .from_local_datetime(&local)
+        .single()?
+        .with_timezone(&Utc);
+    Some((time, unusual, rest))
+}
+
+/// `TAG[PID]: ` at the start of `s`: the tag, its PID and where MSG starts.
+fn tag(s: &str) -> Option<(&str, Option<ProcessId<'_>>, usize)> {
+    let colon = s.find(": ").or_else(|| s.strip_suffix(':').map(str::len))?;
+    let tag = &s[..colon];
+    if tag.is_empty() || tag.contains(' ') || tag.contains('=') || tag.len() > 48 {
+        return None;
+    }
+    let (name, pid) = match tag.strip_suffix(']').and_then(|t| t.split_once('[')) {
+        Some((name, pid)) => (
+            name,
+            Some(pid.parse().map_or(ProcessId::Text(pid), ProcessId::Number)),
+        ),
+        None => (tag, None),
+    };
+    Some((name, pid, (colon + 2).min(s.len())))
+}
+
+/// What follows an RFC 3164 timestamp or PRI: `HOST TAG[PID]: MSG`, `TAG[PID]: MSG`, or MSG
+/// alone.
+struct Rest<'a> {
+    host: Option<&'a str>,
+    tag: Option<&'a str>,
+    pid: Option<ProcessId<'a>>,
+    msg: &'a str,
+}
+
+fn host_and_tag(rest: &str, host_allowed: bool) -> Rest<'_> {
+    // `HOST : MSG` (Cisco ASA with a host name).
+    if host_allowed
+        && let Some((host, msg)) = rest.split_once(" : ")
+        && !host.contains(' ')
+    {
+        return Rest {
+            host: Some(host),
+            tag: None,
+            pid: None,
+            msg,
+        };
+    }
+    if host_allowed
+        && let Some((host, after)) = rest.split_once(' ')
+        && !host.ends_with(':')
+        && let Some((name, pid, at)) = tag(after)
+    {
+        return Rest {
+            host: Some(host),
+            tag: Some(name),
+            pid,
+            msg: &after[at..],
+        };
+    }
+    match tag(rest) {
+        Some((name, pid, at)) => Rest {
+            host: None,
+            tag: Some(name),
+            pid,
+            msg: &rest[at..],
+        },
+        None => Rest {
+            host: None,
+            tag: None,
+            pid: None,
+            msg: rest,
+        },
+    }
+}
+
+/// The RFC 3164 shapes `syslog_loose` misreads (see [`parse`]); `None` for the others.
+fn rfc3164_variant<'a>(text: &'a str, ctx: &TimeContext) -> Option<SyslogHeader<'a>> {
+    let (facility, severity, after_pri) = match pri(text) {
+        Some((f, s, rest)) => (Some(f), Some(s), rest),
+        None => (None, None, text),
+    };
+    let header = |timestamp, rest: Rest<'a>| SyslogHeader {
+        rfc5424: false,
+        facility,
+        severity,
+        timestamp,
+        hostname: rest.host,
+        appname: rest.tag,
+        procid: rest.pid,
+        msgid: None,
+        structured_data: None,
+        msg: rest.msg,
+    };
+    match rfc3164_time(after_pri, ctx) {
+        // `Nov 26 2026 05:34:22: %ASA-6-302013: ...`: a time followed by `:` has no host.
+        Some((time, _, rest)) if rest.starts_with(':') => Some(header(
+            Some(time),
+            host_and_tag(rest[1..].trim_start(), false),
+        )),
+        Some((time, true, rest)) => Some(header(
+            Some(time),
+            host_and_tag(rest.strip_prefix(' ')?, true),
+        )),
+        Some(_) => None,
+        // A PRI and no timestamp (`<189>date=...`, `<14>host app[5]: text`). A digit next is
+        // an RFC 5424 version or an ISO timestamp: `syslog_loose` reads those.
+        None if facility.is_some() && !after_pri.starts_with(|c: char| c.is_ascii_digit()) => {
+            Some(header(None, host_and_tag(after_pri.trim_start(), true)))
+        }
+        None => None,
     }
 }
 
@@ -156,5 +372,68 @@ mod tests {
         let s = "abcdef";
         assert_eq!(offset_in(s, &s[2..4]), Some(2));
         assert_eq!(offset_in(s, "zz"), None);
+    }
+
+    #[test]
+    fn a_pri_without_a_timestamp_is_honoured_and_removed() {
+        let h = parse(
+            "<189>date=2026-11-26 time=05:34:22 devname=\"FG100\"",
+            &ctx(),
+        );
+        assert_eq!((h.facility, h.severity), (Some("local7"), Some("notice")));
+        assert_eq!(h.msg, "date=2026-11-26 time=05:34:22 devname=\"FG100\"");
+        assert_eq!((h.hostname, h.appname, h.timestamp), (None, None, None));
+        let h = parse("<14>host app[5]: text", &ctx());
+        assert_eq!((h.facility, h.severity), (Some("user"), Some("info")));
+        assert_eq!((h.hostname, h.appname), (Some("host"), Some("app")));
+        assert_eq!((h.procid, h.msg), (Some(ProcessId::Number(5)), "text"));
+    }
+
+    #[test]
+    fn fractional_seconds_are_read() {
+        let h = parse("<13>Nov 26 05:34:22.123 host app: fractional", &ctx());
+        assert_eq!(
+            h.timestamp.unwrap().to_rfc3339(),
+            "2026-11-26T05:34:22.123+00:00"
+        );
+        assert_eq!(
+            (h.hostname, h.appname, h.msg),
+            (Some("host"), Some("app"), "fractional")
+        );
+    }
+
+    #[test]
+    fn a_zone_and_year_after_the_time_are_read() {
+        let h = parse("<34>Aug 24 05:34:00 CST 1987 mymachine su: bad su", &ctx());
+        assert_eq!(
+            h.timestamp.unwrap().to_rfc3339(),
+            "1987-08-24T11:34:00+00:00"
+        );
+        assert_eq!(
+            (h.hostname, h.appname, h.msg),
+            (Some("mymachine"), Some("su"), "bad su")
+        );
+    }
+
+    #[test]
+    fn cisco_asa_headers_with_and_without_a_host() {
+        let h = parse(
+            "<166>Nov 26 2026 05:34:22: %ASA-6-302013: Built inbound",
+            &ctx(),
+        );
+        assert_eq!(h.hostname, None, "the tag is no host");
+        assert_eq!((h.appname, h.msg), (Some("%ASA-6-302013"), "Built inbound"));
+        assert_eq!(
+            h.timestamp.unwrap().to_rfc3339(),
+            "2026-11-26T05:34:22+00:00"
+        );
+        let h = parse(
+            "<166>Nov 26 2026 05:34:22 asa-01 : %ASA-6-302013: Built",
+            &ctx(),
+        );
+        assert_eq!(
+            (h.hostname, h.msg),
+            (Some("asa-01"), "%ASA-6-302013: Built")
+        );
     }
 }
