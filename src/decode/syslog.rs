@@ -52,7 +52,8 @@ pub(crate) fn offset_in(whole: &str, part: &str) -> Option<usize> {
 ///
 /// `syslog_loose` reads RFC 5424 and the common RFC 3164 shapes; the shapes it misreads are
 /// read first by [`rfc3164_variant`]: a PRI with no timestamp, fractional seconds, a zone and
-/// year after the time, and a time followed by `:` with no host (Cisco ASA).
+/// year after the time (the abbreviations of [`crate::decode::time::parse_zone`]), and a
+/// time followed by `:` with no host (Cisco ASA).
 pub fn parse<'a>(text: &'a str, ctx: &TimeContext) -> SyslogHeader<'a> {
     if let Some(h) = rfc3164_variant(text, ctx) {
         return h;
@@ -94,27 +95,6 @@ fn pri(text: &str) -> Option<(&'static str, &'static str, &str)> {
     Some((facility?.as_str(), severity?.as_str(), &rest[end + 1..]))
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-
-/// Zone abbreviations an RFC 3164 header may carry after the time (`Aug 24 05:34:00 CST
-/// 1987`), with their offsets in hours. Others fall back to the configured zone.
-const ZONES: [(&str, i32); 12] = [
-    ("UTC", 0),
-    ("GMT", 0),
-    ("Z", 0),
-    ("EST", -5),
-    ("EDT", -4),
-    ("CST", -6),
-    ("CDT", -5),
-    ("MST", -7),
-    ("MDT", -6),
-    ("PST", -8),
-    ("PDT", -7),
-    ("CET", 1),
-];
-
 /// An RFC 3164 timestamp `Mmm [d]d [yyyy] HH:MM:SS[.fraction] [ZONE yyyy]` at the start of
 /// `text`: the time and the rest after it (a `:` right behind the time stays in the rest).
 fn rfc3164_time<'a>(
@@ -122,7 +102,7 @@ fn rfc3164_time<'a>(
     ctx: &TimeContext,
 ) -> Option<(chrono::DateTime<Utc>, bool, &'a str)> {
     use chrono::{NaiveDate, TimeZone};
-    let month = MONTHS.iter().position(|m| text.starts_with(m))? as u32 + 1;
+    let month = crate::decode::time::month_number(text.get(..3)?)?;
     let rest = text.get(3..)?.strip_prefix(' ')?.trim_start_matches(' ');
     let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
     let n = digits(rest);
@@ -171,8 +151,9 @@ fn rfc3164_time<'a>(
             && digits(&tail[1..]) == 4
             && tail.as_bytes().get(5).is_none_or(|c| *c == b' ')
         {
-            if let Some((_, hours)) = ZONES.iter().find(|(z, _)| *z == &after[..letters]) {
-                zone = chrono::FixedOffset::east_opt(hours * 3600)?;
+            // A name that is no known abbreviation keeps the configured zone.
+            if let Some(named) = crate::decode::time::parse_zone(&after[..letters]) {
+                zone = named;
             }
             year = tail[1..5].parse().ok();
             rest = &tail[5..];
