@@ -5,7 +5,7 @@
 
 use std::hint::black_box;
 
-use chrono::{FixedOffset, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 use cefgate::decode::TimeContext;
@@ -33,7 +33,7 @@ fn bench(c: &mut Criterion) {
     let rx = Reception {
         time: TimeContext::new(
             Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap(),
-            FixedOffset::east_opt(0).unwrap(),
+            cefgate::decode::time::SenderZone::default(),
         ),
         peer: Some("192.0.2.1"),
         truncated: false,

@@ -10,16 +10,15 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::FixedOffset;
 use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::auth::{Credential, Secret};
-use crate::decode::time::parse_zone;
+use crate::decode::time::SenderZone;
 pub use crate::frame::{Framing, Oversize};
 pub use crate::listen::Protocol;
-use crate::listen::{ListenerSettings, TlsSetupError, tls::Acceptor};
+use crate::listen::{ListenerSettings, TlsSetupError, ZoneRules, tls::Acceptor};
 use crate::record::TimeSource;
 use crate::sink::data_collector::RENAMED_TIME_GENERATED;
 use crate::sink::signature::SharedKeySigner;
@@ -105,6 +104,11 @@ pub struct ListenerConfig {
     /// UDP: the socket receive buffer asked of the kernel.
     #[serde(default = "defaults::receive_buffer_bytes")]
     pub receive_buffer_bytes: usize,
+    /// The zone of this listener's senders for timestamps without one (else `[record]`'s).
+    pub timezone: Option<Spanned<String>>,
+    /// Per-sender zones: CIDR range or address -> zone; the most specific range wins.
+    #[serde(default)]
+    pub sender_timezones: std::collections::BTreeMap<String, Spanned<String>>,
 }
 
 impl ListenerConfig {
@@ -456,7 +460,8 @@ impl Locator<'_> {
 /// The settings a run needs, resolved from a valid config.
 #[derive(Debug, Clone)]
 pub struct Resolved {
-    pub zone: FixedOffset,
+    /// The zone for timestamps without one, unless a listener or sender has its own.
+    pub zone: SenderZone,
     pub time_generated: Vec<TimeSource>,
     /// Every `[[listener]]`, checked, with its TLS settings read.
     pub listeners: Vec<ListenerSettings>,
@@ -626,6 +631,20 @@ impl Config {
                     }
                 }
             }
+            let mut by_sender = Vec::new();
+            for (range, z) in &l.sender_timezones {
+                match parse_net(range) {
+                    Some(net) => by_sender.push((net, zone(z, at, &mut problems))),
+                    None => problems.push(at.problem(
+                        Some(z.span()),
+                        format!("sender_timezones key {range:?} is not a CIDR range or IP address"),
+                    )),
+                }
+            }
+            let zones = ZoneRules::new(
+                l.timezone.as_ref().map(|z| zone(z, at, &mut problems)),
+                by_sender,
+            );
             if let Ok(address) = address {
                 listeners.push(ListenerSettings {
                     protocol,
@@ -641,6 +660,7 @@ impl Config {
                     receive_buffer_bytes: l.receive_buffer_bytes,
                     allow,
                     tls,
+                    zones: std::sync::Arc::new(zones),
                 });
             }
         }
@@ -729,21 +749,8 @@ impl Config {
             time_generated.push(TimeSource::Received);
         }
         let zone = match &self.record.timezone {
-            None => FixedOffset::east_opt(0).expect("UTC"),
-            Some(z) if z.get_ref() == "local" => *chrono::Local::now().offset(),
-            Some(z) => match parse_zone(z.get_ref()) {
-                Some(zone) => zone,
-                None => {
-                    problems.push(at.problem(
-                        Some(z.span()),
-                        format!(
-                            "timezone {:?} is not UTC, local or an offset such as +01:00",
-                            z.get_ref()
-                        ),
-                    ));
-                    FixedOffset::east_opt(0).expect("UTC")
-                }
-            },
+            None => SenderZone::default(),
+            Some(z) => zone(z, at, &mut problems),
         };
         match output {
             Some(output) if problems.is_empty() => Ok(Resolved {
@@ -918,6 +925,20 @@ impl OutputConfig {
             dead_letter_path,
         })
     }
+}
+
+/// A `timezone` value, or a problem reported where it is.
+fn zone(z: &Spanned<String>, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>) -> SenderZone {
+    SenderZone::parse(z.get_ref()).unwrap_or_else(|| {
+        problems.push(at.problem(
+            Some(z.span()),
+            format!(
+                "timezone {:?} is not UTC, local, an IANA zone such as Europe/Berlin or an offset such as +01:00",
+                z.get_ref()
+            ),
+        ));
+        SenderZone::default()
+    })
 }
 
 /// The longest message a listener may be set to keep (16 MiB).

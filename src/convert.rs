@@ -3,9 +3,10 @@
 
 use std::io::{self, BufRead, Write};
 
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, Utc};
 
 use crate::decode::TimeContext;
+use crate::decode::time::SenderZone;
 use crate::record::{ProblemCounts, Reception, RowBuilder, Table};
 
 /// What `convert` needs besides its input.
@@ -14,7 +15,7 @@ pub struct ConvertSettings {
     /// Pinned receive time; `None` means the clock at each line.
     pub received_at: Option<DateTime<Utc>>,
     /// Zone for timestamps that carry none.
-    pub zone: FixedOffset,
+    pub zone: SenderZone,
 }
 
 /// What one conversion did.

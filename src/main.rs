@@ -5,13 +5,13 @@ use std::io::{self, BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::{DateTime, FixedOffset, Local, Utc};
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use cefgate::config::{Config, Resolved};
 use cefgate::convert::{ConvertSettings, ConvertSummary, convert_stream};
-use cefgate::decode::time::parse_zone;
+use cefgate::decode::time::SenderZone;
 use cefgate::record::{RecordSettings, RowBuilder, TimeSource};
 
 #[derive(Parser)]
@@ -425,13 +425,12 @@ fn replay(args: ReplayArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_timezone(text: &str) -> Result<FixedOffset, String> {
-    match text {
-        "local" => Ok(*Local::now().offset()),
-        other => parse_zone(other).ok_or_else(|| {
-            format!("--timezone {other:?} is not UTC, local or an offset such as +01:00")
-        }),
-    }
+fn parse_timezone(text: &str) -> Result<SenderZone, String> {
+    SenderZone::parse(text).ok_or_else(|| {
+        format!(
+            "--timezone {text:?} is not UTC, local, an IANA zone such as Europe/Berlin or an offset such as +01:00"
+        )
+    })
 }
 
 fn convert(args: ConvertArgs) -> Result<(), String> {

@@ -12,6 +12,7 @@ use crate::batch::{Batch, BatchLimits, Batcher};
 use crate::budget::{Charge, MemoryBudget};
 use crate::buffer::Writer;
 use crate::decode::TimeContext;
+use crate::decode::time::SenderZone;
 use crate::listen::FrameBatch;
 use crate::metrics::Metrics;
 use crate::record::{ProblemCounts, Reception, RowBuilder, Table};
@@ -23,7 +24,7 @@ use crate::record::{ProblemCounts, Reception, RowBuilder, Table};
 /// the buffer.
 pub fn decode(
     builder: RowBuilder,
-    zone: chrono::FixedOffset,
+    zone: SenderZone,
     limits: BatchLimits,
     frames: flume::Receiver<FrameBatch>,
     writer: Writer,
@@ -51,7 +52,7 @@ pub fn decode(
             }
             Err(flume::RecvTimeoutError::Disconnected) => break,
         };
-        let time = TimeContext::new(fb.received_at.unwrap_or_else(Utc::now), zone);
+        let received_at = fb.received_at.unwrap_or_else(Utc::now);
         let now = Instant::now();
         let mut counts = ProblemCounts::default();
         let (mut cef, mut syslog) = (0u64, 0u64);
@@ -62,8 +63,12 @@ pub fn decode(
                     info.peer.map(|p| p.to_string()).unwrap_or_default(),
                 );
             }
+            let sender_zone = match &fb.zones {
+                Some(rules) => rules.for_peer(info.peer, zone),
+                None => zone,
+            };
             let rx = Reception {
-                time,
+                time: TimeContext::new(received_at, sender_zone),
                 peer: info.peer.map(|_| peer_text.1.as_str()),
                 truncated: info.truncated,
             };

@@ -133,7 +133,7 @@ fn rows(cases: &[Case]) -> Vec<Map<String, Value>> {
     });
     let received: DateTime<Utc> = RECEIVED_AT.parse().unwrap();
     let rx = Reception {
-        time: TimeContext::new(received, chrono::FixedOffset::east_opt(0).unwrap()),
+        time: TimeContext::new(received, cefgate::decode::time::SenderZone::default()),
         peer: None,
         truncated: false,
     };

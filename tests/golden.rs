@@ -145,7 +145,7 @@ fn unreadable_input_is_a_clear_error() {
 fn bad_options_are_refused() {
     for (flag, value, says) in [
         ("--received-at", "yesterday", "not an RFC 3339 time"),
-        ("--timezone", "Mars/Base", "is not UTC, local or an offset"),
+        ("--timezone", "Mars/Base", "is not UTC, local, an IANA zone"),
         ("--time-generated", "rt,bogus", "unknown source \"bogus\""),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_cefgate"))

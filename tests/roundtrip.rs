@@ -70,7 +70,7 @@ proptest! {
             keep_structured_data: false,
         });
         let rx = Reception {
-            time: TimeContext::new(chrono::Utc::now(), chrono::FixedOffset::east_opt(0).unwrap()),
+            time: TimeContext::new(chrono::Utc::now(), cefgate::decode::time::SenderZone::default()),
             peer: None,
             truncated: false,
         };

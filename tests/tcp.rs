@@ -299,3 +299,39 @@ fn idle_connections_are_closed_and_counted() {
     let counters = gate.stop();
     assert_eq!(counters.get("connections_idle_closed"), 1);
 }
+
+#[test]
+fn zones_per_listener_and_per_sender_follow_daylight_saving() {
+    let listeners = r#"
+[[listener]]
+protocol = "tcp"
+address = "127.0.0.1:0"
+timezone = "Europe/Berlin"
+
+[[listener]]
+protocol = "udp"
+address = "127.0.0.1:0"
+timezone = "Asia/Tokyo"
+sender_timezones = { "10.0.0.0/8" = "UTC", "127.0.0.0/8" = "America/New_York" }
+"#;
+    let mut gate = Cefgate::start(listeners);
+    let mut tcp = TcpStream::connect(gate.tcp.unwrap()).unwrap();
+    tcp.write_all(b"<13>Jul 15 12:00:00 host app: berlin-summer\n<13>Jan 15 12:00:00 host app: berlin-winter\n")
+        .unwrap();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(
+        b"<13>Jul 15 12:00:00 host app: new-york-summer",
+        gate.udp.unwrap(),
+    )
+    .unwrap();
+    let rows = gate.wait_rows(3);
+    let time_of = |msg: &str| {
+        let row = rows.iter().find(|r| r["SyslogMessage"] == msg).unwrap();
+        row["EventTime"].as_str().unwrap()[5..19].to_string()
+    };
+    assert_eq!(time_of("berlin-summer"), "07-15T10:00:00");
+    assert_eq!(time_of("berlin-winter"), "01-15T11:00:00");
+    // The sender's range wins over the listener's Asia/Tokyo.
+    assert_eq!(time_of("new-york-summer"), "07-15T16:00:00");
+    gate.stop();
+}

@@ -5,6 +5,7 @@
 use cefgate::decode::TimeContext;
 use cefgate::record::{RecordSettings, Reception, RowBuilder, TimeSource, write_json};
 use chrono::{FixedOffset, TimeZone, Utc};
+use cefgate::decode::time::SenderZone;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -18,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let rx = Reception {
         time: TimeContext::new(
             Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap(),
-            FixedOffset::east_opt(3600).unwrap(),
+            SenderZone::Fixed(FixedOffset::east_opt(3600).unwrap()),
         ),
         peer: Some("192.0.2.1"),
         truncated: false,

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use syslog_loose::{ProcId, Protocol, Variant};
 
-use super::time::TimeContext;
+use super::time::{SenderZone, TimeContext};
 
 /// The decoded syslog header of one message. Every text field borrows from the input.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,9 +61,19 @@ pub fn parse<'a>(text: &'a str, ctx: &TimeContext) -> SyslogHeader<'a> {
     let m = syslog_loose::parse_message_with_year_tz(
         text,
         |(month, day, hour, min, sec)| ctx.infer_year(month, day, hour, min, sec),
-        Some(ctx.zone),
+        Some(ctx.zone.offset_at(ctx.received_at)),
         Variant::Either,
     );
+    let rfc5424 = matches!(m.protocol, Protocol::RFC5424(_));
+    // An RFC 3164 time carries no zone: it was read at the offset in force when the message
+    // arrived; a named zone's own offset for that wall-clock time may differ (a DST change).
+    let timestamp = m.timestamp.map(|t| match ctx.zone {
+        SenderZone::Fixed(_) => t.with_timezone(&Utc),
+        _ if rfc5424 => t.with_timezone(&Utc),
+        zone => zone
+            .to_utc(t.naive_local())
+            .unwrap_or_else(|| t.with_timezone(&Utc)),
+    });
     let procid = m.procid.as_ref().map(|p| match p {
         ProcId::PID(n) => ProcessId::Number(*n),
         ProcId::Name(name) => ProcessId::Text(name),
@@ -73,10 +83,10 @@ pub fn parse<'a>(text: &'a str, ctx: &TimeContext) -> SyslogHeader<'a> {
         .first()
         .and_then(|first| raw_structured_data(text, first.id, m.msg));
     SyslogHeader {
-        rfc5424: matches!(m.protocol, Protocol::RFC5424(_)),
+        rfc5424,
         facility: m.facility.map(|f| f.as_str()),
         severity: m.severity.map(|s| s.as_str()),
-        timestamp: m.timestamp.map(|t| t.with_timezone(&Utc)),
+        timestamp,
         hostname: m.hostname,
         appname: m.appname,
         procid,
@@ -101,7 +111,7 @@ fn rfc3164_time<'a>(
     text: &'a str,
     ctx: &TimeContext,
 ) -> Option<(chrono::DateTime<Utc>, bool, &'a str)> {
-    use chrono::{NaiveDate, TimeZone};
+    use chrono::NaiveDate;
     let month = crate::decode::time::month_number(text.get(..3)?)?;
     let rest = text.get(3..)?.strip_prefix(' ')?.trim_start_matches(' ');
     let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
@@ -153,7 +163,7 @@ fn rfc3164_time<'a>(
         {
             // A name that is no known abbreviation keeps the configured zone.
             if let Some(named) = crate::decode::time::parse_zone(&after[..letters]) {
-                zone = named;
+                zone = SenderZone::Fixed(named);
             }
             year = tail[1..5].parse().ok();
             rest = &tail[5..];
@@ -163,10 +173,7 @@ fn rfc3164_time<'a>(
     let year = year.unwrap_or_else(|| ctx.infer_year(month, day, hour, min, sec));
     let local =
         NaiveDate::from_ymd_opt(year, month, day)?.and_hms_nano_opt(hour, min, sec, nanos)?;
-    let time = zone
-        .from_local_datetime(&local)
-        .single()?
-        .with_timezone(&Utc);
+    let time = zone.to_utc(local)?;
     Some((time, unusual, rest))
 }
 
@@ -315,7 +322,7 @@ mod tests {
     #[test]
     fn rfc3164_zone_is_configurable() {
         let mut c = ctx();
-        c.zone = FixedOffset::east_opt(3600).unwrap();
+        c.zone = SenderZone::Fixed(FixedOffset::east_opt(3600).unwrap());
         let h = parse("<38>Nov 26 10:59:58 web01 sshd: x", &c);
         assert_eq!(
             h.timestamp.unwrap().to_rfc3339(),

@@ -2,7 +2,67 @@
 //! [zone]` family), ISO 8601, year inference for year-less forms, and the fast ISO 8601 UTC
 //! writer used for every row's `TimeGenerated`.
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
+
+/// The zone of a sender's clock, for its timestamps that carry none.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SenderZone {
+    /// A fixed offset (`UTC`, `+01:00`).
+    Fixed(FixedOffset),
+    /// An IANA zone (`Europe/Berlin`): the offset of each timestamp follows its rules.
+    Named(chrono_tz::Tz),
+    /// This machine's zone, following its rules at each timestamp.
+    Local,
+}
+
+impl Default for SenderZone {
+    fn default() -> Self {
+        SenderZone::Fixed(FixedOffset::east_opt(0).expect("UTC"))
+    }
+}
+
+impl SenderZone {
+    /// `local`, an IANA name (`Europe/Berlin`), `UTC` or an offset (`+01:00`).
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("local") {
+            return Some(SenderZone::Local);
+        }
+        if let Some(fixed) = parse_zone(text) {
+            return Some(SenderZone::Fixed(fixed));
+        }
+        text.parse::<chrono_tz::Tz>().ok().map(SenderZone::Named)
+    }
+
+    /// The offset in force at `t`.
+    pub fn offset_at(&self, t: DateTime<Utc>) -> FixedOffset {
+        match self {
+            SenderZone::Fixed(f) => *f,
+            SenderZone::Named(tz) => t.with_timezone(tz).offset().fix(),
+            SenderZone::Local => *t.with_timezone(&chrono::Local).offset(),
+        }
+    }
+
+    /// A wall-clock time in this zone as UTC. In the hour a clock is set back, the earlier
+    /// of the two readings; in the hour skipped when it is set forward, the time just after.
+    pub fn to_utc(&self, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+        fn resolve<Z: TimeZone>(zone: &Z, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+            match zone.from_local_datetime(&naive) {
+                chrono::LocalResult::Single(t) => Some(t.with_timezone(&Utc)),
+                chrono::LocalResult::Ambiguous(early, _) => Some(early.with_timezone(&Utc)),
+                chrono::LocalResult::None => zone
+                    .from_local_datetime(&(naive + chrono::TimeDelta::hours(1)))
+                    .earliest()
+                    .map(|t| t.with_timezone(&Utc)),
+            }
+        }
+        match self {
+            SenderZone::Fixed(f) => resolve(f, naive),
+            SenderZone::Named(tz) => resolve(tz, naive),
+            SenderZone::Local => resolve(&chrono::Local, naive),
+        }
+    }
+}
 
 /// What a timestamp without a year or zone is relative to.
 #[derive(Debug, Clone, Copy)]
@@ -10,11 +70,11 @@ pub struct TimeContext {
     /// When cefgate received the message.
     pub received_at: DateTime<Utc>,
     /// The zone assumed for timestamps that carry none.
-    pub zone: FixedOffset,
+    pub zone: SenderZone,
 }
 
 impl TimeContext {
-    pub fn new(received_at: DateTime<Utc>, zone: FixedOffset) -> Self {
+    pub fn new(received_at: DateTime<Utc>, zone: SenderZone) -> Self {
         Self { received_at, zone }
     }
 
@@ -23,7 +83,10 @@ impl TimeContext {
     /// `Jan 1`) or more than 334 days in the past (then the year after). Clocks run a little
     /// ahead, but logs arrive late far more often than early.
     pub fn infer_year(&self, month: u32, day: u32, hour: u32, min: u32, sec: u32) -> i32 {
-        let here = self.received_at.with_timezone(&self.zone).naive_local();
+        let here = self
+            .received_at
+            .with_timezone(&self.zone.offset_at(self.received_at))
+            .naive_local();
         let year = here.year();
         // Fast path (this runs for every RFC 3164 header): months that decide it alone.
         let gap = month as i32 - here.month() as i32;
@@ -152,16 +215,10 @@ fn parse_iso(text: &str, ctx: &TimeContext) -> Option<DateTime<Utc>> {
     }
     for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(text, fmt) {
-            return local_to_utc(naive, ctx.zone);
+            return ctx.zone.to_utc(naive);
         }
     }
     None
-}
-
-fn local_to_utc(naive: NaiveDateTime, zone: FixedOffset) -> Option<DateTime<Utc>> {
-    zone.from_local_datetime(&naive)
-        .single()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 /// `MMM dd [yyyy] HH:mm:ss[.SSS][ zone]`
@@ -194,7 +251,7 @@ fn parse_month_day(text: &str, ctx: &TimeContext) -> Option<DateTime<Utc>> {
         None => 0,
     };
     let zone = match parts.next() {
-        Some(z) => parse_zone(z)?,
+        Some(z) => SenderZone::Fixed(parse_zone(z)?),
         None => ctx.zone,
     };
     if parts.next().is_some() {
@@ -203,7 +260,7 @@ fn parse_month_day(text: &str, ctx: &TimeContext) -> Option<DateTime<Utc>> {
     let year = year.unwrap_or_else(|| ctx.infer_year(month, day, hour, min, sec));
     let naive =
         NaiveDate::from_ymd_opt(year, month, day)?.and_hms_nano_opt(hour, min, sec, nanos)?;
-    local_to_utc(naive, zone)
+    zone.to_utc(naive)
 }
 
 /// Appends `t` as ISO 8601 UTC (`2026-11-26T10:00:00Z`, with `.fff`, `.ffffff` or
@@ -258,10 +315,7 @@ fn put(slot: &mut [u8], mut n: u32) {
 #[cfg(test)]
 pub(crate) fn test_context() -> TimeContext {
     let received = DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z").expect("valid");
-    TimeContext::new(
-        received.with_timezone(&Utc),
-        FixedOffset::east_opt(0).expect("UTC"),
-    )
+    TimeContext::new(received.with_timezone(&Utc), SenderZone::default())
 }
 
 /// `write_iso8601` into a new string.
@@ -363,10 +417,7 @@ mod tests {
     #[test]
     fn year_inference_crosses_new_year() {
         let received = DateTime::parse_from_rfc3339("2027-01-01T00:00:10Z").unwrap();
-        let c = TimeContext::new(
-            received.with_timezone(&Utc),
-            FixedOffset::east_opt(0).unwrap(),
-        );
+        let c = TimeContext::new(received.with_timezone(&Utc), SenderZone::default());
         assert_eq!(c.infer_year(12, 31, 23, 59, 59), 2026);
         assert_eq!(c.infer_year(1, 1, 0, 0, 5), 2027);
         assert_eq!(c.infer_year(2, 29, 0, 0, 0), 2028);
@@ -381,10 +432,7 @@ mod tests {
             "two months ahead is last year"
         );
         let received = DateTime::parse_from_rfc3339("2026-12-31T23:00:00Z").unwrap();
-        let c = TimeContext::new(
-            received.with_timezone(&Utc),
-            FixedOffset::east_opt(0).unwrap(),
-        );
+        let c = TimeContext::new(received.with_timezone(&Utc), SenderZone::default());
         assert_eq!(c.infer_year(1, 1, 0, 0, 5), 2027);
     }
 
@@ -404,5 +452,46 @@ mod tests {
         assert_eq!(iso8601(&t), "1970-01-01T00:00:00.123456789Z");
         let t = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
         assert_eq!(iso8601(&t), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn named_zones_follow_daylight_saving_per_timestamp() {
+        let berlin = SenderZone::parse("Europe/Berlin").unwrap();
+        let at = |text: &str| {
+            berlin
+                .to_utc(NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").unwrap())
+                .unwrap()
+                .to_rfc3339()
+        };
+        assert_eq!(at("2026-07-15 12:00:00"), "2026-07-15T10:00:00+00:00");
+        assert_eq!(at("2026-01-15 12:00:00"), "2026-01-15T11:00:00+00:00");
+        // 02:30 does not exist on 2026-03-29 (clocks go 02:00 -> 03:00): the time just after.
+        assert_eq!(at("2026-03-29 02:30:00"), "2026-03-29T01:30:00+00:00");
+        // 02:30 happens twice on 2026-10-25: the first.
+        assert_eq!(at("2026-10-25 02:30:00"), "2026-10-25T00:30:00+00:00");
+        assert_eq!(SenderZone::parse("local"), Some(SenderZone::Local));
+        assert!(matches!(
+            SenderZone::parse("+01:00"),
+            Some(SenderZone::Fixed(_))
+        ));
+        assert_eq!(SenderZone::parse("Mars/Olympus"), None);
+    }
+
+    #[test]
+    fn a_named_zone_applies_to_rfc3164_headers() {
+        let c = TimeContext::new(
+            "2026-11-26T10:00:00Z".parse().unwrap(),
+            SenderZone::parse("America/New_York").unwrap(),
+        );
+        let h = crate::decode::syslog::parse("<13>Jul 15 12:00:00 host app: summer", &c);
+        assert_eq!(
+            h.timestamp.unwrap().to_rfc3339(),
+            "2026-07-15T16:00:00+00:00"
+        );
+        let h = crate::decode::syslog::parse("<13>Nov 26 04:00:00 host app: winter", &c);
+        assert_eq!(
+            h.timestamp.unwrap().to_rfc3339(),
+            "2026-11-26T09:00:00+00:00"
+        );
     }
 }

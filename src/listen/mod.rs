@@ -20,6 +20,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::budget::{Charge, MemoryBudget};
+use crate::decode::time::SenderZone;
 use crate::frame::{Framing, Oversize};
 use crate::metrics::Metrics;
 
@@ -62,6 +63,38 @@ pub struct ListenerSettings {
     /// Senders allowed; empty allows everyone.
     pub allow: Vec<IpNet>,
     pub tls: Option<tls::Acceptor>,
+    /// The zones of this listener's senders.
+    pub zones: Arc<ZoneRules>,
+}
+
+/// Which zone a sender's clock is in: a listener's own, and per-sender ranges.
+#[derive(Debug, Clone, Default)]
+pub struct ZoneRules {
+    listener: Option<SenderZone>,
+    /// Most specific range first.
+    by_sender: Vec<(IpNet, SenderZone)>,
+}
+
+impl ZoneRules {
+    pub fn new(listener: Option<SenderZone>, mut by_sender: Vec<(IpNet, SenderZone)>) -> Self {
+        by_sender.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+        Self {
+            listener,
+            by_sender,
+        }
+    }
+
+    /// The zone of `peer`: its range's, else the listener's, else `fallback`.
+    pub fn for_peer(&self, peer: Option<IpAddr>, fallback: SenderZone) -> SenderZone {
+        let peer = peer.map(|p| match p {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(p, IpAddr::V4),
+            v4 => v4,
+        });
+        peer.and_then(|p| self.by_sender.iter().find(|(net, _)| net.contains(&p)))
+            .map(|(_, z)| *z)
+            .or(self.listener)
+            .unwrap_or(fallback)
+    }
 }
 
 pub use tls::TlsSetupError;
@@ -83,6 +116,8 @@ pub struct FrameBatch {
     pub frames: Vec<FrameInfo>,
     /// Its memory, on the budget until the batch is decoded and dropped.
     charge: Charge,
+    /// The listener's zone rules (none: the configured default).
+    pub zones: Option<Arc<ZoneRules>>,
 }
 
 impl FrameBatch {
@@ -97,6 +132,15 @@ impl FrameBatch {
             data: Vec::with_capacity(bytes),
             frames: Vec::with_capacity(64),
             charge: Charge::none(),
+            zones: None,
+        }
+    }
+
+    /// An empty batch for a listener with `zones`.
+    pub fn for_listener(bytes: usize, zones: &Arc<ZoneRules>) -> Self {
+        Self {
+            zones: Some(zones.clone()),
+            ..Self::with_capacity(bytes)
         }
     }
 

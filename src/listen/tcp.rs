@@ -93,7 +93,7 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let mut decoder = FrameDecoder::new(config.framing, config.max_message_bytes, config.oversize);
     let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE * 2);
-    let mut batch = FrameBatch::with_capacity(READ_SIZE);
+    let mut batch = FrameBatch::for_listener(READ_SIZE, &config.zones);
     let ip: IpAddr = peer.ip();
     let idle = config.idle_timeout;
     loop {
@@ -146,7 +146,10 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
             stats.framing_errors - before.framing_errors,
         );
         if !batch.is_empty() && (eof || batch.is_full() || buf.is_empty()) {
-            let mut full = std::mem::replace(&mut batch, FrameBatch::with_capacity(READ_SIZE));
+            let mut full = std::mem::replace(
+                &mut batch,
+                FrameBatch::for_listener(READ_SIZE, &config.zones),
+            );
             full.charge_to(&ctx.budget);
             Metrics::add(&ctx.metrics.tcp_frames, full.len() as u64);
             // Waits while the workers are behind: this is the backpressure.

@@ -43,7 +43,7 @@ pub fn bind(config: &ListenerSettings, address: SocketAddr) -> std::io::Result<U
 pub async fn serve(socket: UdpSocket, config: Arc<ListenerSettings>, ctx: ListenerContext) {
     let local = socket.local_addr().ok();
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut batch = FrameBatch::with_capacity(64 * 1024);
+    let mut batch = FrameBatch::for_listener(64 * 1024, &config.zones);
     let max = config.max_message_bytes;
     loop {
         let first = tokio::select! {
@@ -83,7 +83,10 @@ pub async fn serve(socket: UdpSocket, config: Arc<ListenerSettings>, ctx: Listen
             }
         }
         if !batch.is_empty() {
-            let mut full = std::mem::replace(&mut batch, FrameBatch::with_capacity(64 * 1024));
+            let mut full = std::mem::replace(
+                &mut batch,
+                FrameBatch::for_listener(64 * 1024, &config.zones),
+            );
             let frames = full.len() as u64;
             if ctx.budget.is_full() {
                 // UDP cannot push back: the datagrams are lost, and counted.

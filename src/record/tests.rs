@@ -1,5 +1,5 @@
 use super::*;
-use chrono::{FixedOffset, TimeZone};
+use chrono::TimeZone;
 
 fn builder(time_generated: Vec<TimeSource>) -> RowBuilder {
     RowBuilder::new(RecordSettings {
@@ -14,7 +14,7 @@ fn rx(peer: Option<&str>) -> Reception<'_> {
     Reception {
         time: TimeContext::new(
             Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap(),
-            FixedOffset::east_opt(0).unwrap(),
+            crate::decode::time::SenderZone::default(),
         ),
         peer,
         truncated: false,
