@@ -156,6 +156,8 @@ pub enum CredentialKind {
     ManagedIdentity,
     /// Workload identity: a federated token file (AKS) exchanged for a token.
     WorkloadIdentity,
+    /// An Azure Arc-enabled server's managed identity (the local agent, HIMDS).
+    ArcManagedIdentity,
 }
 
 /// `[output]`. A flat table (not a tagged enum) so every field keeps its location; which
@@ -204,8 +206,11 @@ pub struct OutputConfig {
     pub scope: Option<Spanned<String>>,
     /// Workload identity: the federated token file (default `$AZURE_FEDERATED_TOKEN_FILE`).
     pub federated_token_file: Option<Spanned<PathBuf>>,
-    /// Managed identity: the IMDS token URL (default the Azure instance metadata service).
+    /// Managed identity: the IMDS token URL (default the Azure instance metadata service;
+    /// for Azure Arc `$IDENTITY_ENDPOINT`, else the local agent on 127.0.0.1:40342).
     pub managed_identity_endpoint: Option<Spanned<String>>,
+    /// Azure Arc: the folder the agent's key files are in (default /var/opt/azcmagent/tokens).
+    pub arc_key_folder: Option<Spanned<PathBuf>>,
 
     // Data Collector.
     pub workspace_id: Option<Spanned<String>>,
@@ -878,6 +883,18 @@ impl OutputConfig {
                             .or_else(|| env("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from))
                             .unwrap_or_default(),
                     },
+                    CredentialKind::ArcManagedIdentity => Credential::ArcManagedIdentity {
+                        endpoint: text(&self.managed_identity_endpoint)
+                            .or_else(|| env("IDENTITY_ENDPOINT"))
+                            .unwrap_or_else(|| {
+                                "http://127.0.0.1:40342/metadata/identity/oauth2/token".into()
+                            }),
+                        key_folder: self
+                            .arc_key_folder
+                            .as_ref()
+                            .map(|f| f.get_ref().clone())
+                            .unwrap_or_else(|| PathBuf::from("/var/opt/azcmagent/tokens")),
+                    },
                     CredentialKind::ManagedIdentity => Credential::ManagedIdentity {
                         endpoint: text(&self.managed_identity_endpoint).unwrap_or_else(|| {
                             "http://169.254.169.254/metadata/identity/oauth2/token".into()
@@ -1015,6 +1032,7 @@ fn output_keys(kind: OutputKind) -> (Vec<&'static str>, &'static [&'static str])
                 "scope",
                 "federated_token_file",
                 "managed_identity_endpoint",
+                "arc_key_folder",
             ]),
             &["endpoint", "dcr_id"],
         ),
@@ -1222,7 +1240,7 @@ fn validate_output(
                         ));
                     }
                 }
-                CredentialKind::ManagedIdentity => {}
+                CredentialKind::ManagedIdentity | CredentialKind::ArcManagedIdentity => {}
             }
             for stream in [&o.cef_stream, &o.syslog_stream].into_iter().flatten() {
                 let name = stream.get_ref();

@@ -543,3 +543,46 @@ fn a_time_azure_would_replace_is_kept_in_cefgate_received_time() {
             .contains("Azure replaces with the ingestion time")
     );
 }
+
+#[test]
+fn an_azure_arc_identity_answers_the_key_file_challenge() {
+    let emu = emulator(&[]);
+    let arc = li_output(
+        &emu,
+        &format!(
+            "credential = \"arc-managed-identity\"\nmanaged_identity_endpoint = \"{}/arc/metadata/identity/oauth2/token\"\narc_key_folder = \"{}\"",
+            emu.url,
+            emu.data.path().join("arc-tokens").display()
+        ),
+    )
+    .replace("client_secret_env = \"CEFGATE_CLIENT_SECRET\"\n", "")
+    .replace("tenant_id = \"00000000-0000-0000-0000-000000000000\"\n", "")
+    .replace("client_id = \"00000000-0000-0000-0000-000000000000\"\n", "");
+    let mut first = gate(&arc, "");
+    send(&first, &[cef(1, "msg=arc")]);
+    let rows = emu.wait_rows("Custom-CefGate_CommonSecurityLog", 1);
+    assert_eq!(rows[0]["Message"], "arc");
+    let counts = emu.counts();
+    assert_eq!(counts["tokens_issued"], 1, "{counts}");
+    first.stop();
+
+    // A key folder that is not the one the agent names: refused, nothing read, rows held.
+    let elsewhere = arc.replace(
+        &emu.data.path().join("arc-tokens").display().to_string(),
+        "/var/opt/azcmagent/tokens",
+    );
+    let mut gate = gate(&elsewhere, "\n[pipeline]\nshutdown_timeout_secs = 1");
+    send(&gate, &[cef(2, "msg=held")]);
+    common::wait_for("the refusal", common::DEADLINE, || {
+        gate.stderr()
+            .contains("is not a .key file in /var/opt/azcmagent/tokens")
+            .then_some(())
+    });
+    assert_eq!(emu.counts()["tokens_issued"], 1);
+    let c = gate.stop();
+    assert_eq!(
+        c.get("rows_dead_lettered"),
+        1,
+        "held, then dead-lettered at shutdown"
+    );
+}

@@ -59,6 +59,44 @@ pub enum Credential {
         /// Re-read for every token: the platform rotates it.
         token_file: PathBuf,
     },
+    /// An Azure Arc-enabled server's managed identity: the local agent (HIMDS) answers a
+    /// first request with 401 and the path of a key file in `WWW-Authenticate`; the key,
+    /// readable only by members of the agent's group, proves the caller is on the machine.
+    ArcManagedIdentity {
+        /// The HIMDS token URL.
+        endpoint: String,
+        /// The only folder a key file may be read from (the agent's own), so that whatever
+        /// answers on the endpoint cannot make cefgate read another file.
+        key_folder: PathBuf,
+    },
+}
+
+/// The HIMDS API version Arc-enabled servers serve tokens with.
+const ARC_API_VERSION: &str = "2019-11-01";
+/// A key file is small; anything larger is not one.
+const ARC_KEY_MAX_BYTES: u64 = 4096;
+
+/// The key file named in an Arc agent's `WWW-Authenticate: Basic realm=<path>`, if it is a
+/// `.key` file directly inside `folder`.
+pub fn arc_key_file(www_authenticate: &str, folder: &std::path::Path) -> Result<PathBuf, String> {
+    let path = www_authenticate
+        .trim()
+        .strip_prefix("Basic realm=")
+        .ok_or_else(|| format!("unexpected WWW-Authenticate {www_authenticate:?}"))?;
+    let path = PathBuf::from(path.trim());
+    let inside = path.parent() == Some(folder)
+        && path.extension().is_some_and(|e| e == "key")
+        && !path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+    if !inside {
+        return Err(format!(
+            "the key file {} is not a .key file in {}",
+            path.display(),
+            folder.display()
+        ));
+    }
+    Ok(path)
 }
 
 /// Why no token could be had. Says what to fix; never contains a secret.
@@ -77,6 +115,10 @@ pub enum AuthError {
     BadResponse { url: String, reason: String },
     #[error("cannot read the federated token file {path}: {reason}")]
     TokenFile { path: String, reason: String },
+    #[error(
+        "cannot read the Azure Arc key file {path}: {reason} (cefgate's user must be in the himds group)"
+    )]
+    ArcKey { path: String, reason: String },
 }
 
 impl AuthError {
@@ -85,7 +127,7 @@ impl AuthError {
         match self {
             AuthError::Unreachable { .. } | AuthError::BadResponse { .. } => true,
             AuthError::Refused { status, .. } => *status == 429 || *status >= 500,
-            AuthError::TokenFile { .. } => false,
+            AuthError::TokenFile { .. } | AuthError::ArcKey { .. } => false,
         }
     }
 }
@@ -162,6 +204,63 @@ impl TokenSource {
         Ok(token)
     }
 
+    fn arc_query(&self) -> [(&'static str, String); 2] {
+        let resource = self
+            .scope
+            .trim_end_matches("/.default")
+            .trim_end_matches('/');
+        [
+            ("api-version", ARC_API_VERSION.to_string()),
+            ("resource", resource.to_string()),
+        ]
+    }
+
+    /// The Arc agent's challenge: read the key file it names and ask again with it.
+    async fn arc_second_request(
+        &self,
+        url: &str,
+        key_folder: &std::path::Path,
+        challenge: &reqwest::Response,
+    ) -> Result<reqwest::Response, AuthError> {
+        let refused = |reason: String| AuthError::Refused {
+            url: url.to_string(),
+            status: 401,
+            code: "arc_challenge".into(),
+            description: reason,
+        };
+        let header = challenge
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| refused("401 without WWW-Authenticate".into()))?;
+        let path = arc_key_file(header, key_folder).map_err(refused)?;
+        let key_error = |reason: String| AuthError::ArcKey {
+            path: path.display().to_string(),
+            reason,
+        };
+        let size = std::fs::metadata(&path)
+            .map_err(|e| key_error(e.to_string()))?
+            .len();
+        if size > ARC_KEY_MAX_BYTES {
+            return Err(key_error(format!(
+                "{size} bytes is too large for a key file"
+            )));
+        }
+        // Members of the agent's group (himds) may read it; cefgate must be one.
+        let key = std::fs::read_to_string(&path).map_err(|e| key_error(e.to_string()))?;
+        self.client
+            .get(url)
+            .query(&self.arc_query())
+            .header("Metadata", "true")
+            .header("Authorization", format!("Basic {}", key.trim()))
+            .send()
+            .await
+            .map_err(|e| AuthError::Unreachable {
+                url: url.to_string(),
+                reason: error_chain(&e),
+            })
+    }
+
     /// Forgets the cached token (after a 401/403), so the next call fetches a fresh one.
     pub async fn invalidate(&self) {
         *self.cached.lock().await = None;
@@ -208,6 +307,13 @@ impl TokenSource {
                 ];
                 (url.clone(), self.client.post(url).form(&form))
             }
+            Credential::ArcManagedIdentity { endpoint, .. } => (
+                endpoint.clone(),
+                self.client
+                    .get(endpoint)
+                    .query(&self.arc_query())
+                    .header("Metadata", "true"),
+            ),
             Credential::ManagedIdentity {
                 endpoint,
                 client_id,
@@ -229,10 +335,15 @@ impl TokenSource {
                 )
             }
         };
-        let response = request.send().await.map_err(|e| AuthError::Unreachable {
+        let mut response = request.send().await.map_err(|e| AuthError::Unreachable {
             url: url.clone(),
             reason: error_chain(&e),
         })?;
+        if let Credential::ArcManagedIdentity { key_folder, .. } = &self.credential
+            && response.status().as_u16() == 401
+        {
+            response = self.arc_second_request(&url, key_folder, &response).await?;
+        }
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(|e| AuthError::Unreachable {
             url: url.clone(),
@@ -300,5 +411,23 @@ mod tests {
         let b: TokenResponse =
             serde_json::from_str(r#"{"access_token":"x","expires_in":"86399"}"#).unwrap();
         assert_eq!((a.expires_in, b.expires_in), (Some(3599), Some(86399)));
+    }
+
+    #[test]
+    fn an_arc_key_file_must_be_a_key_file_in_the_agent_folder() {
+        let folder = std::path::Path::new("/var/opt/azcmagent/tokens");
+        assert_eq!(
+            arc_key_file("Basic realm=/var/opt/azcmagent/tokens/ab12.key", folder).unwrap(),
+            folder.join("ab12.key")
+        );
+        for bad in [
+            "Basic realm=/etc/shadow",
+            "Basic realm=/var/opt/azcmagent/tokens/../../../etc/x.key",
+            "Basic realm=/var/opt/azcmagent/tokens/sub/x.key",
+            "Basic realm=/var/opt/azcmagent/tokens/x.txt",
+            "Bearer x",
+        ] {
+            assert!(arc_key_file(bad, folder).is_err(), "{bad}");
+        }
     }
 }

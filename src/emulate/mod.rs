@@ -2,6 +2,10 @@
 //! ingestion APIs and their token endpoints. The tests post to it, and users can try a
 //! configuration with no Azure account.
 //!
+//! Token endpoints: Entra ID (client secret, federated token), the instance metadata
+//! service, and an Azure Arc agent (`/arc/metadata/identity/oauth2/token`, which answers with
+//! a key-file challenge written under `<data>/arc-tokens/`).
+//!
 //! It checks what Azure checks (SharedKey signatures over the byte length, the date format
 //! and a 15-minute skew, bearer tokens with their audience and expiry, size limits, reserved
 //! names), answers with the documented status and error codes, can inject faults (a share
@@ -37,7 +41,7 @@ use data_collector::data_collector;
 use faults::injected_fault;
 use logs_ingestion::logs_ingestion;
 use store::{parse_rows, store};
-use tokens::{check_bearer, imds, token_endpoint, url_form};
+use tokens::{arc_himds, check_bearer, imds, token_endpoint, url_form};
 
 /// The emulated workspace's identity and behaviour.
 #[derive(Debug, Clone)]
@@ -133,6 +137,8 @@ struct State {
     counts: Mutex<Counts>,
     files: Mutex<HashMap<String, std::fs::File>>,
     ingest_requests: std::sync::atomic::AtomicU64,
+    /// Keys handed out in Azure Arc challenges (the contents of the key files).
+    arc_keys: Mutex<Vec<String>>,
 }
 
 /// Why the emulator could not start.
@@ -198,6 +204,7 @@ pub async fn serve(
         counts: Mutex::default(),
         files: Mutex::default(),
         ingest_requests: Default::default(),
+        arc_keys: Default::default(),
     });
     on_ready(local);
     let mut connections = tokio::task::JoinSet::new();
@@ -256,6 +263,9 @@ async fn handle(state: &State, req: Request<Incoming>) -> Reply {
             token_endpoint(state, &tenant, req).await
         }
         (&Method::GET, ["metadata", "identity", "oauth2", "token"]) => imds(state, &req, &query),
+        (&Method::GET, ["arc", "metadata", "identity", "oauth2", "token"]) => {
+            arc_himds(state, &req, &query)
+        }
         (&Method::POST, ["dataCollectionRules", dcr, "streams", stream]) => {
             let (dcr, stream) = (dcr.to_string(), stream.to_string());
             let r = logs_ingestion(state, &dcr, &stream, &query, req).await;

@@ -79,6 +79,54 @@ pub(super) async fn token_endpoint(state: &State, tenant: &str, req: Request<Inc
     )
 }
 
+/// An Azure Arc agent (HIMDS): without credentials, 401 naming a fresh key file; with
+/// `Authorization: Basic <that key>`, a token.
+pub(super) fn arc_himds(state: &State, req: &Request<Incoming>, query: &str) -> Reply {
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "));
+    match authorization {
+        None => {
+            let folder = state.settings.data_dir.join("arc-tokens");
+            let key = format!("{:032x}", fastrand::u128(..));
+            let path = folder.join(format!("{}.key", &key[..16]));
+            if let Err(e) =
+                std::fs::create_dir_all(&folder).and_then(|()| std::fs::write(&path, &key))
+            {
+                return reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json!({"error": format!("cannot write the key file: {e}")}),
+                );
+            }
+            state.arc_keys.lock().expect("arc keys").push(key);
+            let mut r = reply(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "unauthorized", "error_description": "N/A: see the key file"}),
+            );
+            if let Ok(v) = format!("Basic realm={}", path.display()).parse() {
+                r.headers_mut().insert("www-authenticate", v);
+            }
+            r
+        }
+        Some(key)
+            if state
+                .arc_keys
+                .lock()
+                .expect("arc keys")
+                .iter()
+                .any(|k| k == key.trim()) =>
+        {
+            imds(state, req, query)
+        }
+        Some(_) => reply(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "invalid_key", "error_description": "the key does not match"}),
+        ),
+    }
+}
+
 pub(super) fn imds(state: &State, req: &Request<Incoming>, query: &str) -> Reply {
     if req.headers().get("metadata").and_then(|v| v.to_str().ok()) != Some("true") {
         return reply(
