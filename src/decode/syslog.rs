@@ -58,6 +58,23 @@ pub fn parse<'a>(text: &'a str, ctx: &TimeContext) -> SyslogHeader<'a> {
     if let Some(h) = rfc3164_variant(text, ctx) {
         return h;
     }
+    let mut h = parse_loose(text, ctx);
+    // A PRI `syslog_loose` could not place (the rest matched no header it knows) is still
+    // the PRI: honoured, and not left at the front of the message.
+    if h.facility.is_none()
+        && let Some((facility, severity, rest)) = pri(text)
+    {
+        h.facility = Some(facility);
+        h.severity = Some(severity);
+        if h.msg.starts_with('<') {
+            h.msg = rest.trim_start();
+        }
+    }
+    h
+}
+
+/// `syslog_loose`'s reading of `text`.
+fn parse_loose<'a>(text: &'a str, ctx: &TimeContext) -> SyslogHeader<'a> {
     let m = syslog_loose::parse_message_with_year_tz(
         text,
         |(month, day, hour, min, sec)| ctx.infer_year(month, day, hour, min, sec),
@@ -423,5 +440,15 @@ mod tests {
             (h.hostname, h.msg),
             (Some("asa-01"), "%ASA-6-302013: Built")
         );
+    }
+
+    #[test]
+    fn a_pri_in_front_of_an_unknown_header_is_still_honoured() {
+        let h = parse(
+            "<0>1990 Oct 22 10:52:01 TZ-6 scapegoat 10.1.2.3 sched[0]: All",
+            &ctx(),
+        );
+        assert_eq!((h.facility, h.severity), (Some("kern"), Some("emerg")));
+        assert!(h.msg.starts_with("1990 Oct 22"), "{}", h.msg);
     }
 }
