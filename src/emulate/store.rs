@@ -36,31 +36,22 @@ pub(super) fn store(state: &State, table: &str, rows: Vec<Row<'_>>, max_value: u
     let mut out = Vec::with_capacity(rows.iter().map(|r| r.raw.get().len() + 1).sum());
     let n = rows.len() as u64;
     for row in rows {
-        if let Some(time) = &row.time_generated {
-            let mut map: serde_json::Map<String, Value> = row
-                .fields
+        let as_map = |row: &Row<'_>| -> serde_json::Map<String, Value> {
+            row.fields
                 .iter()
                 .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        serde_json::from_str(v.get()).unwrap_or(Value::Null),
-                    )
+                    let value = serde_json::from_str(v.get()).unwrap_or(Value::Null);
+                    (k.to_string(), value)
                 })
-                .collect();
+                .collect()
+        };
+        if let Some(time) = &row.time_generated {
+            let mut map = as_map(&row);
             map.insert("TimeGenerated".into(), Value::String(time.clone()));
             serde_json::to_writer(&mut out, &map).expect("writing to memory");
         } else if row.raw.get().len() > max_value {
             // Long enough to hold a long value: cut it through a map.
-            let mut map: serde_json::Map<String, Value> = row
-                .fields
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.to_string(),
-                        serde_json::from_str(v.get()).unwrap_or(Value::Null),
-                    )
-                })
-                .collect();
+            let mut map = as_map(&row);
             for v in map.values_mut() {
                 if let Value::String(s) = v
                     && s.len() > max_value

@@ -233,12 +233,7 @@ impl Delivery {
                         break;
                     }
                     Outcome::TooLarge | Outcome::Rejected { .. } if rows.len() > 1 => {
-                        // Halve and resend both halves, first half first.
-                        Metrics::add(&self.metrics.requests_split, 1);
-                        let mut first = rows;
-                        let second = first.split_off(first.len() / 2);
-                        pending.push(second);
-                        pending.push(first);
+                        self.split(rows, &mut pending);
                         break;
                     }
                     Outcome::TooLarge => {
@@ -278,11 +273,7 @@ impl Delivery {
                     }
                     Outcome::NotFound { reason: _ } if rows.len() > 1 && !split_on_not_found => {
                         split_on_not_found = true;
-                        Metrics::add(&self.metrics.requests_split, 1);
-                        let mut first = rows;
-                        let second = first.split_off(first.len() / 2);
-                        pending.push(second);
-                        pending.push(first);
+                        self.split(rows, &mut pending);
                         break;
                     }
                     Outcome::RouteBroken { reason } | Outcome::NotFound { reason } => {
@@ -302,6 +293,14 @@ impl Delivery {
             }
         }
         Settled::Yes
+    }
+
+    /// Halves `rows` and queues both halves, the first half to be sent first.
+    fn split<'r>(&self, mut rows: Vec<&'r [u8]>, pending: &mut Vec<Vec<&'r [u8]>>) {
+        Metrics::add(&self.metrics.requests_split, 1);
+        let second = rows.split_off(rows.len() / 2);
+        pending.push(second);
+        pending.push(rows);
     }
 
     fn dead_letter(&self, table: Table, route: &str, error: &str, rows: &[&[u8]]) {
