@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::auth::{Credential, Secret};
+use crate::auth::{CertificateSigner, Credential, Secret};
 use crate::decode::time::SenderZone;
 pub use crate::frame::{Framing, Oversize};
 pub use crate::listen::Protocol;
@@ -158,6 +158,8 @@ pub enum CredentialKind {
     WorkloadIdentity,
     /// An Azure Arc-enabled server's managed identity (the local agent, HIMDS).
     ArcManagedIdentity,
+    /// App registration: client ID + certificate (a signed client assertion).
+    ClientCertificate,
 }
 
 /// `[output]`. A flat table (not a tagged enum) so every field keeps its location; which
@@ -211,6 +213,10 @@ pub struct OutputConfig {
     pub managed_identity_endpoint: Option<Spanned<String>>,
     /// Azure Arc: the folder the agent's key files are in (default /var/opt/azcmagent/tokens).
     pub arc_key_folder: Option<Spanned<PathBuf>>,
+    /// Client certificate: the PEM certificate registered with the app.
+    pub client_certificate_file: Option<Spanned<PathBuf>>,
+    /// Client certificate: its RSA private key (PEM, PKCS#8 or PKCS#1).
+    pub client_key_file: Option<Spanned<PathBuf>>,
 
     // Data Collector.
     pub workspace_id: Option<Spanned<String>>,
@@ -883,6 +889,17 @@ impl OutputConfig {
                             .or_else(|| env("AZURE_FEDERATED_TOKEN_FILE").map(PathBuf::from))
                             .unwrap_or_default(),
                     },
+                    CredentialKind::ClientCertificate => Credential::ClientCertificate {
+                        authority_host: authority(),
+                        tenant_id: text(&self.tenant_id).unwrap_or_default(),
+                        client_id: text(&self.client_id).unwrap_or_default(),
+                        signer: match (&self.client_certificate_file, &self.client_key_file) {
+                            (Some(cert), Some(key)) => {
+                                CertificateSigner::from_pem_files(cert.get_ref(), key.get_ref())?
+                            }
+                            _ => return Err("client_certificate_file and client_key_file".into()),
+                        },
+                    },
                     CredentialKind::ArcManagedIdentity => Credential::ArcManagedIdentity {
                         endpoint: text(&self.managed_identity_endpoint)
                             .or_else(|| env("IDENTITY_ENDPOINT"))
@@ -1033,6 +1050,8 @@ fn output_keys(kind: OutputKind) -> (Vec<&'static str>, &'static [&'static str])
                 "federated_token_file",
                 "managed_identity_endpoint",
                 "arc_key_folder",
+                "client_certificate_file",
+                "client_key_file",
             ]),
             &["endpoint", "dcr_id"],
         ),
@@ -1238,6 +1257,29 @@ fn validate_output(
                             Some(output.span()),
                             "workload identity needs tenant_id, client_id and federated_token_file (or AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE)",
                         ));
+                    }
+                }
+                CredentialKind::ClientCertificate => {
+                    for (name, v) in [("tenant_id", &o.tenant_id), ("client_id", &o.client_id)] {
+                        if v.is_none() {
+                            problems.push(at.problem(
+                                Some(output.span()),
+                                format!("client-certificate credentials need `{name}`"),
+                            ));
+                        }
+                    }
+                    match (&o.client_certificate_file, &o.client_key_file) {
+                        (Some(cert), Some(key)) => {
+                            if let Err(e) =
+                                CertificateSigner::from_pem_files(cert.get_ref(), key.get_ref())
+                            {
+                                problems.push(at.problem(Some(cert.span()), e));
+                            }
+                        }
+                        _ => problems.push(at.problem(
+                            Some(output.span()),
+                            "client-certificate credentials need `client_certificate_file` and `client_key_file`",
+                        )),
                     }
                 }
                 CredentialKind::ManagedIdentity | CredentialKind::ArcManagedIdentity => {}

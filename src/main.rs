@@ -121,6 +121,10 @@ struct EmulateArgs {
     /// exceeded); lower it to test splitting.
     #[arg(long, default_value_t = 30 * 1024 * 1024)]
     data_collector_max_bytes: usize,
+    /// The PEM certificate registered for the app: client assertions must be signed with its
+    /// key.
+    #[arg(long)]
+    client_certificate: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -306,6 +310,8 @@ fn dlq(action: DlqAction) -> Result<(), String> {
 #[cfg(feature = "emulator")]
 fn emulate(args: EmulateArgs) -> Result<(), String> {
     use cefgate::emulate::{EmulatorSettings, serve};
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
     let defaults = EmulatorSettings::default();
     let (outage_after, outage_for) = match &args.outage {
         None => (None, std::time::Duration::ZERO),
@@ -347,6 +353,14 @@ fn emulate(args: EmulateArgs) -> Result<(), String> {
         fail_first: args.fail_first,
         max_request_bytes: args.max_request_bytes,
         data_collector_max_bytes: args.data_collector_max_bytes,
+        client_certificate: match &args.client_certificate {
+            None => None,
+            Some(path) => Some(
+                CertificateDer::from_pem_file(path)
+                    .map_err(|e| format!("--client-certificate {}: {e}", path.display()))?
+                    .to_vec(),
+            ),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -586,3 +586,72 @@ fn an_azure_arc_identity_answers_the_key_file_challenge() {
         "held, then dead-lettered at shutdown"
     );
 }
+
+/// An RSA key and a self-signed certificate for it, made with `openssl` (installed by
+/// .ci/run), in `dir` as `<name>.key` and `<name>.pem`.
+fn rsa_certificate(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (key, cert) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pem")),
+    );
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        ])
+        .arg(format!("/CN={name}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    (key, cert)
+}
+
+#[test]
+fn a_client_certificate_signs_an_assertion_the_emulator_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, cert) = rsa_certificate(dir.path(), "registered");
+    let (other_key, other_cert) = rsa_certificate(dir.path(), "unknown");
+    let emu = emulator(&["--client-certificate", cert.to_str().unwrap()]);
+    let output = |cert: &std::path::Path, key: &std::path::Path| {
+        li_output(
+            &emu,
+            &format!(
+                "credential = \"client-certificate\"\nclient_certificate_file = \"{}\"\nclient_key_file = \"{}\"",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .replace("client_secret_env = \"CEFGATE_CLIENT_SECRET\"\n", "")
+    };
+    let mut first = gate(&output(&cert, &key), "");
+    send(&first, &[cef(1, "msg=certificate")]);
+    let rows = emu.wait_rows("Custom-CefGate_CommonSecurityLog", 1);
+    assert_eq!(rows[0]["Message"], "certificate");
+    assert_eq!(emu.counts()["tokens_issued"], 1);
+    first.stop();
+
+    // A certificate the app does not know: refused, rows held, no token.
+    let mut second = gate(
+        &output(&other_cert, &other_key),
+        "\n[pipeline]\nshutdown_timeout_secs = 1",
+    );
+    send(&second, &[cef(2, "msg=held")]);
+    common::wait_for("the refusal", common::DEADLINE, || {
+        second.stderr().contains("AADSTS700027").then_some(())
+    });
+    assert_eq!(emu.counts()["tokens_issued"], 1);
+    second.stop();
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    let secret_line = key_text.lines().nth(1).unwrap();
+    assert!(
+        !second.stderr().contains(secret_line),
+        "no key material in logs"
+    );
+}

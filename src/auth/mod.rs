@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
+pub mod certificate;
+pub use certificate::CertificateSigner;
+
 /// A secret value (client secret, shared key). Printing it prints `<redacted>`.
 #[derive(Clone)]
 pub struct Secret(String);
@@ -58,6 +61,13 @@ pub enum Credential {
         client_id: String,
         /// Re-read for every token: the platform rotates it.
         token_file: PathBuf,
+    },
+    /// An app registration with a certificate: a client assertion signed with its key.
+    ClientCertificate {
+        authority_host: String,
+        tenant_id: String,
+        client_id: String,
+        signer: CertificateSigner,
     },
     /// An Azure Arc-enabled server's managed identity: the local agent (HIMDS) answers a
     /// first request with 401 and the path of a key file in `WWW-Authenticate`; the key,
@@ -304,6 +314,32 @@ impl TokenSource {
                         "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
                     ),
                     ("client_assertion", assertion.trim()),
+                ];
+                (url.clone(), self.client.post(url).form(&form))
+            }
+            Credential::ClientCertificate {
+                authority_host,
+                tenant_id,
+                client_id,
+                signer,
+            } => {
+                let url = token_url(authority_host, tenant_id);
+                let assertion =
+                    signer
+                        .assertion(&url, client_id)
+                        .map_err(|reason| AuthError::BadResponse {
+                            url: url.clone(),
+                            reason,
+                        })?;
+                let form = [
+                    ("grant_type", "client_credentials"),
+                    ("client_id", client_id.as_str()),
+                    ("scope", self.scope.as_str()),
+                    (
+                        "client_assertion_type",
+                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                    ),
+                    ("client_assertion", assertion.as_str()),
                 ];
                 (url.clone(), self.client.post(url).form(&form))
             }

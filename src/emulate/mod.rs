@@ -75,6 +75,9 @@ pub struct EmulatorSettings {
     pub max_request_bytes: usize,
     /// The Data Collector's request limit (30 MB in Azure, answered with 404).
     pub data_collector_max_bytes: usize,
+    /// The certificate (DER) registered for the app; client assertions that name a
+    /// certificate must be signed with its key.
+    pub client_certificate: Option<Vec<u8>>,
 }
 
 impl Default for EmulatorSettings {
@@ -100,6 +103,7 @@ impl Default for EmulatorSettings {
             fail_first: 0,
             max_request_bytes: LOGS_INGESTION_MAX,
             data_collector_max_bytes: DATA_COLLECTOR_MAX,
+            client_certificate: None,
         }
     }
 }

@@ -54,6 +54,16 @@ pub(super) async fn token_endpoint(state: &State, tenant: &str, req: Request<Inc
     let by_assertion = form.get("client_assertion_type").map(String::as_str)
         == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
         && form.get("client_assertion").is_some_and(|a| !a.is_empty());
+    // A certificate assertion names its certificate in `x5t` and must verify; others are
+    // federated tokens, taken as they are.
+    if by_assertion
+        && let Some(assertion) = form.get("client_assertion")
+        && let Some(header) = jwt_part(assertion, 0)
+        && header.get("x5t").is_some()
+        && let Err(reply) = verify_certificate_assertion(state, tenant, assertion, &header)
+    {
+        return reply;
+    }
     if !(by_secret || by_assertion) {
         return aad_error(
             "invalid_client",
@@ -77,6 +87,74 @@ pub(super) async fn token_endpoint(state: &State, tenant: &str, req: Request<Inc
         StatusCode::OK,
         json!({"token_type": "Bearer", "expires_in": expires_in, "ext_expires_in": expires_in, "access_token": token}),
     )
+}
+
+/// Part `i` of a JWT, decoded as JSON.
+fn jwt_part(jwt: &str, i: usize) -> Option<serde_json::Value> {
+    use base64::Engine as _;
+    let part = jwt.split('.').nth(i)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Checks a client assertion as Entra ID does: the registered certificate's thumbprint, its
+/// RS256 signature, audience, issuer, subject and lifetime.
+#[allow(clippy::result_large_err)]
+fn verify_certificate_assertion(
+    state: &State,
+    tenant: &str,
+    assertion: &str,
+    header: &serde_json::Value,
+) -> Result<(), Reply> {
+    use base64::Engine as _;
+    let refuse = |what: &str| {
+        Err(aad_error(
+            "invalid_client",
+            &format!("AADSTS700027: Client assertion failed signature validation: {what}."),
+        ))
+    };
+    let Some(cert) = &state.settings.client_certificate else {
+        return refuse("no certificate is registered for the application");
+    };
+    if header["alg"] != "RS256"
+        || header["x5t"].as_str() != Some(crate::auth::certificate::thumbprint(cert).as_str())
+    {
+        return refuse("the certificate is not the one registered");
+    }
+    let Some((signed, signature)) = assertion.rsplit_once('.') else {
+        return refuse("not a JWT");
+    };
+    let Ok(signature) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature) else {
+        return refuse("the signature is not base64url");
+    };
+    let der = tokio_rustls::rustls::pki_types::CertificateDer::from(cert.as_slice());
+    let verified = webpki::EndEntityCert::try_from(&der).is_ok_and(|ee| {
+        ee.verify_signature(
+            webpki::ring::RSA_PKCS1_2048_8192_SHA256,
+            signed.as_bytes(),
+            &signature,
+        )
+        .is_ok()
+    });
+    if !verified {
+        return refuse("the signature does not verify");
+    }
+    let Some(claims) = jwt_part(assertion, 1) else {
+        return refuse("no claims");
+    };
+    let now = chrono::Utc::now().timestamp();
+    let client_id = state.settings.client_id.as_str();
+    let audience_ok = claims["aud"]
+        .as_str()
+        .is_some_and(|a| a.ends_with(&format!("/{tenant}/oauth2/v2.0/token")));
+    let in_time = claims["exp"].as_i64().is_some_and(|e| e > now)
+        && claims["nbf"].as_i64().is_none_or(|n| n <= now + 300);
+    if !(audience_ok && in_time && claims["iss"] == client_id && claims["sub"] == client_id) {
+        return refuse("the audience, issuer, subject or lifetime is wrong");
+    }
+    Ok(())
 }
 
 /// An Azure Arc agent (HIMDS): without credentials, 401 naming a fresh key file; with
