@@ -5,8 +5,10 @@
 //! Only the readers wait on it. A TCP/TLS connection waits for room before each read (so the
 //! kernel closes the sender's window), and UDP drops and counts when there is none. Every
 //! later stage charges and releases without ever waiting, so the budget can never deadlock
-//! the pipeline: whatever is charged is on its way out. The overshoot is at most one read per
-//! connection (a read is 64 KiB) plus the open batches of the decode workers.
+//! the pipeline: whatever is charged is on its way out. The budget is checked before a read,
+//! not byte by byte, so it can be overshot: each connection finishes the read it started
+//! (64 KiB), and frames already queued still become rows, which take more bytes than the
+//! frames they came from.
 //!
 //! Charges are values ([`Charge`]) that travel with the bytes they stand for and give them
 //! back when dropped, so a batch that is written, delivered, dead-lettered or lost to a bug

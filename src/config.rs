@@ -15,6 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::auth::{CertificateSigner, Credential, Secret};
+use crate::buffer::BufferSettings;
 use crate::decode::time::SenderZone;
 pub use crate::frame::{Framing, Oversize};
 pub use crate::listen::Protocol;
@@ -23,6 +24,7 @@ use crate::record::TimeSource;
 use crate::sink::data_collector::RENAMED_TIME_GENERATED;
 use crate::sink::signature::SharedKeySigner;
 use crate::sink::{DataCollectorSettings, Destination, LogsIngestionSettings, OutputSettings};
+use crate::spool::SpoolSettings;
 
 /// The configuration `cefgate run` uses without `--config`: UDP and TCP on 127.0.0.1:5514,
 /// rows printed to stdout.
@@ -478,6 +480,8 @@ pub struct Resolved {
     pub listeners: Vec<ListenerSettings>,
     /// The output, with its secret read.
     pub output: OutputSettings,
+    /// Where batches wait for the output: memory, or the `[spool]`.
+    pub buffer: BufferSettings,
 }
 
 impl Config {
@@ -769,6 +773,17 @@ impl Config {
                 time_generated,
                 listeners,
                 output,
+                buffer: match &self.spool {
+                    None => BufferSettings::Memory,
+                    Some(sc) => {
+                        let sc = sc.get_ref();
+                        BufferSettings::Spool(SpoolSettings {
+                            path: sc.path.get_ref().clone(),
+                            max_bytes: sc.max_bytes,
+                            fsync: sc.fsync,
+                        })
+                    }
+                },
             }),
             _ => {
                 // In file order, whatever order they were found in.
@@ -1228,16 +1243,20 @@ fn validate_output(
                 .credential
                 .as_ref()
                 .map_or(CredentialKind::ClientSecret, |c| *c.get_ref());
+            // An app registration names its tenant and itself.
+            let app_ids = |kind: &str, problems: &mut Vec<ConfigProblem>| {
+                for (name, v) in [("tenant_id", &o.tenant_id), ("client_id", &o.client_id)] {
+                    if v.is_none() {
+                        problems.push(at.problem(
+                            Some(output.span()),
+                            format!("{kind} credentials need `{name}`"),
+                        ));
+                    }
+                }
+            };
             match credential {
                 CredentialKind::ClientSecret => {
-                    for (name, v) in [("tenant_id", &o.tenant_id), ("client_id", &o.client_id)] {
-                        if v.is_none() {
-                            problems.push(at.problem(
-                                Some(output.span()),
-                                format!("client-secret credentials need `{name}`"),
-                            ));
-                        }
-                    }
+                    app_ids("client-secret", problems);
                     secret(
                         &o.client_secret_env,
                         &o.client_secret_file,
@@ -1260,14 +1279,7 @@ fn validate_output(
                     }
                 }
                 CredentialKind::ClientCertificate => {
-                    for (name, v) in [("tenant_id", &o.tenant_id), ("client_id", &o.client_id)] {
-                        if v.is_none() {
-                            problems.push(at.problem(
-                                Some(output.span()),
-                                format!("client-certificate credentials need `{name}`"),
-                            ));
-                        }
-                    }
+                    app_ids("client-certificate", problems);
                     match (&o.client_certificate_file, &o.client_key_file) {
                         (Some(cert), Some(key)) => {
                             if let Err(e) =

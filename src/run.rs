@@ -34,7 +34,6 @@ use crate::listen::{self, FrameBatch, ListenerContext, ListenerSettings, Protoco
 use crate::metrics::Metrics;
 use crate::record::{RecordSettings, RowBuilder};
 use crate::sink;
-use crate::spool::SpoolSettings;
 use crate::worker;
 
 /// Why `cefgate run` stopped with an error.
@@ -91,18 +90,7 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
         .build()
         .map_err(RunError::Runtime)?;
     let budget = MemoryBudget::new(config.pipeline.max_memory_bytes);
-    let buffer = match &config.spool {
-        None => BufferSettings::Memory,
-        Some(sc) => {
-            let sc = sc.get_ref();
-            BufferSettings::Spool(SpoolSettings {
-                path: sc.path.get_ref().clone(),
-                max_bytes: sc.max_bytes,
-                fsync: sc.fsync,
-            })
-        }
-    };
-    let (writer, reader, recovery) = buffer::open(&buffer, metrics.clone())?;
+    let (writer, reader, recovery) = buffer::open(&resolved.buffer, metrics.clone())?;
     if recovery.chunks > 0 || recovery.quarantined > 0 {
         tracing::info!(
             "spool: {} chunk(s) with {} row(s) left from before are delivered first; {} damaged chunk(s) quarantined",
@@ -186,7 +174,7 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
         tracing::warn!(
             "shutdown_timeout_secs ({}) reached with rows undelivered; they {}",
             shutdown_timeout.as_secs(),
-            if buffer_is_durable(&buffer) {
+            if matches!(resolved.buffer, BufferSettings::Spool(_)) {
                 "stay in the spool for the next start"
             } else {
                 "go to the dead-letter file"
@@ -209,7 +197,7 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
             threads: workers_failed,
         });
     }
-    if let BufferSettings::Spool(s) = &buffer {
+    if let BufferSettings::Spool(s) = &resolved.buffer {
         let left = crate::spool::chunks_in(&s.path);
         if left > 0 {
             tracing::info!("spool: {left} chunk(s) kept for delivery at the next start");
@@ -222,10 +210,6 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
 /// How long the output may take to stop after the shutdown deadline: an HTTP request in
 /// flight ends within its own timeout.
 const AFTER_GIVE_UP: Duration = Duration::from_secs(120);
-
-fn buffer_is_durable(buffer: &BufferSettings) -> bool {
-    matches!(buffer, BufferSettings::Spool(_))
-}
 
 /// Binds every listener, serves until a signal, then stops them and waits for them.
 async fn serve(

@@ -13,7 +13,7 @@ use crate::budget::{Charge, MemoryBudget};
 use crate::buffer::Writer;
 use crate::decode::TimeContext;
 use crate::decode::time::SenderZone;
-use crate::listen::FrameBatch;
+use crate::listen::{FrameBatch, ZoneRules};
 use crate::metrics::Metrics;
 use crate::record::{ProblemCounts, Reception, RowBuilder, Table};
 
@@ -33,8 +33,9 @@ pub fn decode(
 ) {
     let mut batcher = Batcher::new(limits);
     let mut open = budget.charge(0);
-    // The text of the last peer address, so a connection's frames format it once.
-    let mut peer_text = (None::<IpAddr>, String::new());
+    // The last sender (and its listener's zone rules): its address as text and its zone,
+    // worked out once for a connection's frames, not per message.
+    let mut peer = PeerCache::default();
     let send = |batch: Batch, batcher: &Batcher, open: &mut Charge| {
         let size = batch.body.capacity();
         open.set(batcher.open_bytes() + size);
@@ -57,19 +58,10 @@ pub fn decode(
         let mut counts = ProblemCounts::default();
         let (mut cef, mut syslog) = (0u64, 0u64);
         for (message, info) in fb.iter() {
-            if peer_text.0 != info.peer {
-                peer_text = (
-                    info.peer,
-                    info.peer.map(|p| p.to_string()).unwrap_or_default(),
-                );
-            }
-            let sender_zone = match &fb.zones {
-                Some(rules) => rules.for_peer(info.peer, zone),
-                None => zone,
-            };
+            peer.update(info.peer, fb.zones.as_ref(), zone);
             let rx = Reception {
-                time: TimeContext::new(received_at, sender_zone),
-                peer: info.peer.map(|_| peer_text.1.as_str()),
+                time: TimeContext::new(received_at, peer.zone),
+                peer: info.peer.map(|_| peer.text.as_str()),
                 truncated: info.truncated,
             };
             let done = builder.convert(message, &rx, &mut counts, |table, write| {
@@ -94,5 +86,39 @@ pub fn decode(
     }
     for batch in batcher.take_all() {
         send(batch, &batcher, &mut open);
+    }
+}
+
+/// What the worker knows about the sender of the frames it is decoding.
+#[derive(Default)]
+struct PeerCache {
+    peer: Option<IpAddr>,
+    rules: Option<Arc<ZoneRules>>,
+    text: String,
+    zone: SenderZone,
+    /// False until the first frame.
+    filled: bool,
+}
+
+impl PeerCache {
+    fn update(
+        &mut self,
+        peer: Option<IpAddr>,
+        rules: Option<&Arc<ZoneRules>>,
+        default: SenderZone,
+    ) {
+        let same_rules = match (&self.rules, rules) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if self.filled && self.peer == peer && same_rules {
+            return;
+        }
+        self.peer = peer;
+        self.rules = rules.cloned();
+        self.text = peer.map(|p| p.to_string()).unwrap_or_default();
+        self.zone = rules.map_or(default, |r| r.for_peer(peer, default));
+        self.filled = true;
     }
 }

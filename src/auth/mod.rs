@@ -214,15 +214,39 @@ impl TokenSource {
         Ok(token)
     }
 
-    fn arc_query(&self) -> [(&'static str, String); 2] {
-        let resource = self
-            .scope
+    /// The scope as the `resource` the metadata services take (no `/.default`).
+    fn resource(&self) -> &str {
+        self.scope
             .trim_end_matches("/.default")
-            .trim_end_matches('/');
+            .trim_end_matches('/')
+    }
+
+    fn arc_query(&self) -> [(&'static str, &str); 2] {
         [
-            ("api-version", ARC_API_VERSION.to_string()),
-            ("resource", resource.to_string()),
+            ("api-version", ARC_API_VERSION),
+            ("resource", self.resource()),
         ]
+    }
+
+    /// A client-credentials request authenticated by a client assertion (a federated token
+    /// or one signed with a certificate).
+    fn assertion_request(
+        &self,
+        url: &str,
+        client_id: &str,
+        assertion: &str,
+    ) -> reqwest::RequestBuilder {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", client_id),
+            ("scope", self.scope.as_str()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            ),
+            ("client_assertion", assertion),
+        ];
+        self.client.post(url).form(&form)
     }
 
     /// The Arc agent's challenge: read the key file it names and ask again with it.
@@ -305,17 +329,8 @@ impl TokenSource {
                         reason: e.to_string(),
                     })?;
                 let url = token_url(authority_host, tenant_id);
-                let form = [
-                    ("grant_type", "client_credentials"),
-                    ("client_id", client_id.as_str()),
-                    ("scope", self.scope.as_str()),
-                    (
-                        "client_assertion_type",
-                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                    ),
-                    ("client_assertion", assertion.trim()),
-                ];
-                (url.clone(), self.client.post(url).form(&form))
+                let request = self.assertion_request(&url, client_id, assertion.trim());
+                (url, request)
             }
             Credential::ClientCertificate {
                 authority_host,
@@ -331,17 +346,8 @@ impl TokenSource {
                             url: url.clone(),
                             reason,
                         })?;
-                let form = [
-                    ("grant_type", "client_credentials"),
-                    ("client_id", client_id.as_str()),
-                    ("scope", self.scope.as_str()),
-                    (
-                        "client_assertion_type",
-                        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                    ),
-                    ("client_assertion", assertion.as_str()),
-                ];
-                (url.clone(), self.client.post(url).form(&form))
+                let request = self.assertion_request(&url, client_id, &assertion);
+                (url, request)
             }
             Credential::ArcManagedIdentity { endpoint, .. } => (
                 endpoint.clone(),
@@ -354,11 +360,7 @@ impl TokenSource {
                 endpoint,
                 client_id,
             } => {
-                let resource = self
-                    .scope
-                    .trim_end_matches("/.default")
-                    .trim_end_matches('/');
-                let mut query = vec![("api-version", "2018-02-01"), ("resource", resource)];
+                let mut query = vec![("api-version", "2018-02-01"), ("resource", self.resource())];
                 if let Some(id) = client_id {
                     query.push(("client_id", id.as_str()));
                 }

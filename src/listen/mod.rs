@@ -86,10 +86,8 @@ impl ZoneRules {
 
     /// The zone of `peer`: its range's, else the listener's, else `fallback`.
     pub fn for_peer(&self, peer: Option<IpAddr>, fallback: SenderZone) -> SenderZone {
-        let peer = peer.map(|p| match p {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(p, IpAddr::V4),
-            v4 => v4,
-        });
+        // `::ffff:10.1.2.3` (a dual-stack socket) is 10.1.2.3.
+        let peer = peer.map(|p| p.to_canonical());
         peer.and_then(|p| self.by_sender.iter().find(|(net, _)| net.contains(&p)))
             .map(|(_, z)| *z)
             .or(self.listener)
@@ -200,10 +198,8 @@ pub struct ListenerContext {
 impl ListenerContext {
     /// True when `peer` may send (an empty allowlist allows everyone).
     pub fn allowed(&self, peer: IpAddr) -> bool {
-        let peer = match peer {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, IpAddr::V4),
-            v4 => v4,
-        };
+        // `::ffff:10.1.2.3` (a dual-stack socket) is 10.1.2.3.
+        let peer = peer.to_canonical();
         self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&peer))
     }
 }

@@ -137,11 +137,11 @@ impl Delivery {
     /// answer is [`Settled::No`].
     pub async fn deliver(&self, batch: &Batch, durable: bool) -> Settled {
         let route = self.route(batch.table);
+        let Some(name) = route.name.as_deref() else {
+            Metrics::add(&self.metrics.rows_unrouted, batch.rows as u64);
+            return Settled::Yes;
+        };
         if self.output.takes_whole_batches() {
-            let Some(name) = route.name.as_deref() else {
-                Metrics::add(&self.metrics.rows_unrouted, batch.rows as u64);
-                return Settled::Yes;
-            };
             let body = batch.body.strip_suffix(b"\n").unwrap_or(&batch.body);
             if body.is_empty() {
                 return Settled::Yes;
@@ -150,15 +150,7 @@ impl Delivery {
                 .deliver_rows(route, name, vec![body], Some(batch.rows), durable)
                 .await;
         }
-        let rows: Vec<&[u8]> = batch
-            .body
-            .split(|b| *b == b'\n')
-            .filter(|r| !r.is_empty())
-            .collect();
-        let Some(name) = route.name.as_deref() else {
-            Metrics::add(&self.metrics.rows_unrouted, rows.len() as u64);
-            return Settled::Yes;
-        };
+        let rows = batch.body.split(|b| *b == b'\n').filter(|r| !r.is_empty());
         // Requests within the size limit; a row that alone exceeds it can never be sent.
         let mut chunk: Vec<&[u8]> = Vec::new();
         let mut size = 1;
