@@ -133,3 +133,61 @@ fn gethostname() -> String {
     let full = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     full.trim().split('.').next().unwrap().to_string()
 }
+
+/// A Cisco ASA's two usual shapes reach `CommonSecurityLog`: `logger` sending the tag as the
+/// RFC 3164 TAG, and the ASA's own `timestamp:` form without a host, as a raw datagram.
+#[test]
+fn cisco_asa_messages_land_in_common_security_log() {
+    let mut gate = Cefgate::start(UDP_AND_TCP);
+    let udp = gate.udp.unwrap();
+    let (uh, up) = (udp.ip().to_string(), udp.port().to_string());
+    logger(&[
+        "-n",
+        &uh,
+        "-P",
+        &up,
+        "--udp",
+        "--rfc3164",
+        "-p",
+        "local4.info",
+        "-t",
+        "%ASA-6-302013",
+        "Built inbound TCP connection 77 for outside:198.51.100.23/51514 (198.51.100.23/51514) to dmz:10.2.0.10/443 (203.0.113.10/443)",
+    ]);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.send_to(
+        b"<164>Nov 26 2026 09:52:09: %ASA-4-106023: Deny udp src outside:198.51.100.90/40000 dst inside:10.1.1.53/161 by access-group \"outside_access_in\" [0x0, 0x0]",
+        udp,
+    )
+    .unwrap();
+
+    let rows = gate.wait_rows(2);
+    let built = find(&rows, "302013");
+    assert_eq!(built["DeviceVendor"], "Cisco");
+    assert_eq!(built["DeviceProduct"], "ASA");
+    assert_eq!(built["LogSeverity"], "Low");
+    assert_eq!(built["OriginalLogSeverity"], "6");
+    assert_eq!(built["DeviceAddress"], "127.0.0.1");
+    assert_eq!(built["DeviceName"], gethostname().as_str());
+    assert_eq!(built["CommunicationDirection"], "Inbound");
+    assert_eq!(built["SourceIP"], "198.51.100.23");
+    assert_eq!(built["DestinationPort"], 443);
+    assert!(
+        built["Message"]
+            .as_str()
+            .unwrap()
+            .starts_with("%ASA-6-302013: Built inbound TCP connection 77")
+    );
+    assert!(built.get("SyslogMessage").is_none(), "{built}");
+
+    let denied = find(&rows, "106023");
+    assert_eq!(denied["Computer"], "127.0.0.1", "no host: the sender");
+    assert_eq!(denied["DeviceAddress"], "127.0.0.1");
+    assert_eq!(denied["DeviceAction"], "Deny");
+    assert_eq!(denied["Protocol"], "UDP");
+    assert_eq!(denied["DeviceCustomString2"], "outside_access_in");
+    assert_eq!(denied["LogSeverity"], "Medium");
+
+    let counters = gate.stop();
+    assert_eq!(counters.get("rows_total"), 2);
+}

@@ -4,10 +4,12 @@
 //! marker, and only header fields that lie before that marker are believed.
 
 pub mod cef;
+pub mod cisco;
 pub mod syslog;
 pub mod time;
 
 pub use cef::{CefError, CefEvent, Extension};
+pub use cisco::CiscoMessage;
 pub use syslog::{ProcessId, SyslogHeader};
 pub use time::TimeContext;
 
@@ -23,6 +25,9 @@ pub enum Payload<'a> {
         event: Result<CefEvent<'a>, CefError<'a>>,
         text: &'a str,
     },
+    /// A Cisco ASA or FTD message (`%ASA-6-302013: ...`), which Sentinel keeps in
+    /// `CommonSecurityLog` although it is no CEF.
+    Cisco(CiscoMessage<'a>),
     /// Anything else: a plain syslog message.
     Syslog,
 }
@@ -56,8 +61,25 @@ pub fn decode<'a>(text: &'a str, ctx: &TimeContext) -> Decoded<'a> {
             },
         };
     }
+    let mut header = syslog::parse(text, ctx);
+    if let Some((at, message)) = cisco::recognise(text, &header) {
+        // The tag is no program name: header fields read from it or after it are dropped.
+        let before = |s: Option<&'a str>| {
+            s.filter(|s| syslog::offset_in(text, s).is_some_and(|o| o + s.len() <= at))
+        };
+        header.hostname = before(header.hostname);
+        header.structured_data = before(header.structured_data);
+        header.appname = None;
+        header.procid = None;
+        header.msgid = None;
+        header.msg = &text[at..];
+        return Decoded {
+            header,
+            payload: Payload::Cisco(message),
+        };
+    }
     Decoded {
-        header: syslog::parse(text, ctx),
+        header,
         payload: Payload::Syslog,
     }
 }

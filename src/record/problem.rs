@@ -31,10 +31,14 @@ pub enum ProblemKind {
     ProcessIdNotNumber,
     /// The message was longer than the listener's `max_message_bytes` and was cut there.
     MessageTruncated,
+    /// A Cisco ASA/FTD message whose ID has network fields in
+    /// `grammars/cisco-asa-messages.tsv` but whose text has another shape; the row keeps
+    /// the text in `Message` without those fields.
+    CiscoFieldsUnread,
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 10] = [
+    pub const ALL: [ProblemKind; 11] = [
         ProblemKind::InvalidUtf8,
         ProblemKind::EmptyMessage,
         ProblemKind::NoSyslogHeader,
@@ -45,6 +49,7 @@ impl ProblemKind {
         ProblemKind::DuplicateKey,
         ProblemKind::ProcessIdNotNumber,
         ProblemKind::MessageTruncated,
+        ProblemKind::CiscoFieldsUnread,
     ];
 
     /// The stable name used in the diagnostics column and in metrics.
@@ -60,6 +65,7 @@ impl ProblemKind {
             ProblemKind::DuplicateKey => "duplicate-key",
             ProblemKind::ProcessIdNotNumber => "procid-not-number",
             ProblemKind::MessageTruncated => "message-truncated",
+            ProblemKind::CiscoFieldsUnread => "cisco-fields-unread",
         }
     }
 }
