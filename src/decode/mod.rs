@@ -198,6 +198,47 @@ mod tests {
     }
 
     #[test]
+    fn cisco_tags_behind_every_header_form() {
+        let forms = [
+            (
+                "<166>Nov 26 2026 09:51:00 asa-01 : %ASA-6-302010: 3 in use",
+                Some("asa-01"),
+            ),
+            ("<166>Nov 26 2026 09:51:00: %ASA-6-302010: 3 in use", None),
+            (
+                "<166>Nov 26 09:51:00 asa-01 %ASA-6-302010: 3 in use",
+                Some("asa-01"),
+            ),
+            ("<166>%ASA-6-302010: 3 in use", None),
+            (
+                "<166>1 2026-11-26T09:51:00Z ftd-01 - - - - %FTD-6-302010: 3 in use",
+                Some("ftd-01"),
+            ),
+            ("%ASA-6-302010: 3 in use", None),
+        ];
+        for (line, host) in forms {
+            let d = decode(line, &ctx());
+            let Payload::Cisco(m) = &d.payload else {
+                panic!("{line}: {:?}", d.payload)
+            };
+            assert_eq!(m.id, "302010", "{line}");
+            assert!(m.text.ends_with("302010: 3 in use"), "{line}: {}", m.text);
+            assert_eq!(d.header.hostname, host, "{line}");
+            assert_eq!(d.header.appname, None, "{line}: the tag is no program");
+            if line.starts_with('<') {
+                assert_eq!(d.header.facility, Some("local4"), "{line}");
+            }
+        }
+        // A tag later in the text is no tag; `%` text that is no tag stays a Syslog row.
+        for line in [
+            "<14>Nov 26 09:51:00 relay app: saw %ASA-6-302010: 3 in use",
+            "<14>Nov 26 09:51:00 host %CPU-high: 90%",
+        ] {
+            assert_eq!(decode(line, &ctx()).payload, Payload::Syslog, "{line}");
+        }
+    }
+
+    #[test]
     fn cef_without_header() {
         let d = decode("CEF:0|V|P|1|1|n|1|src=1.1.1.1", &ctx());
         assert!(!d.header.has_header());
