@@ -56,10 +56,44 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// The durable spool; without it, batches wait in memory only.
     pub spool: Option<Spanned<SpoolConfig>>,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[metrics]`: what an operator watches.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` (Prometheus text), `/health` and `/ready` on this address; off
+    /// when absent.
+    pub address: Option<Spanned<String>>,
+    /// Seconds between the one-line summaries logged at info level; 0 turns them off.
+    #[serde(default = "defaults::summary_interval_secs")]
+    pub summary_interval_secs: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            address: None,
+            summary_interval_secs: defaults::summary_interval_secs(),
+        }
+    }
+}
+
+/// `[log]`: what cefgate says about itself (on stderr).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug`, `trace`, or a `RUST_LOG`-style filter. `RUST_LOG`
+    /// wins when set.
+    pub level: Option<Spanned<String>>,
 }
 
 /// `[spool]` (a contract: keep these names).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SpoolConfig {
     /// Where batches wait for delivery (created if missing).
@@ -72,7 +106,7 @@ pub struct SpoolConfig {
     pub fsync: crate::spool::FsyncPolicy,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub protocol: Spanned<Protocol>,
@@ -166,7 +200,7 @@ pub enum CredentialKind {
 
 /// `[output]`. A flat table (not a tagged enum) so every field keeps its location; which
 /// fields a `type` takes is checked in [`Config::parse`].
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
     #[serde(rename = "type")]
@@ -233,7 +267,7 @@ pub struct OutputConfig {
     pub azure_resource_id: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BatchConfig {
     #[serde(default = "defaults::max_rows")]
@@ -265,7 +299,7 @@ impl Default for BatchConfig {
 }
 
 /// How rows are built (see `cefgate convert --help` for the same settings as flags).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RecordConfig {
     /// `TimeGenerated` precedence: received, rt, end, start, syslog.
@@ -285,7 +319,7 @@ pub struct RecordConfig {
     pub keep_structured_data: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PipelineConfig {
     /// Decode threads; 0 means one per core.
@@ -365,6 +399,9 @@ mod defaults {
         true
     }
     pub fn retry_max_secs() -> u64 {
+        60
+    }
+    pub fn summary_interval_secs() -> u64 {
         60
     }
     pub fn spool_max_bytes() -> u64 {
@@ -482,6 +519,10 @@ pub struct Resolved {
     pub output: OutputSettings,
     /// Where batches wait for the output: memory, or the `[spool]`.
     pub buffer: BufferSettings,
+    /// `[metrics] address`, when set.
+    pub metrics_address: Option<SocketAddr>,
+    /// `[metrics] summary_interval_secs`, unless 0.
+    pub summary_interval: Option<Duration>,
 }
 
 impl Config {
@@ -767,12 +808,52 @@ impl Config {
             None => SenderZone::default(),
             Some(z) => zone(z, at, &mut problems),
         };
+        let metrics_address =
+            self.metrics
+                .address
+                .as_ref()
+                .and_then(|a| match a.get_ref().parse::<SocketAddr>() {
+                    Ok(addr) => Some(addr),
+                    Err(_) => {
+                        problems.push(at.problem(
+                        Some(a.span()),
+                        format!(
+                            "metrics address {:?} is not IP:PORT (for example \"127.0.0.1:9464\")",
+                            a.get_ref()
+                        ),
+                    ));
+                        None
+                    }
+                });
+        in_range(
+            at,
+            &mut problems,
+            at.section("metrics"),
+            "summary_interval_secs",
+            self.metrics.summary_interval_secs,
+            0,
+            86_400,
+        );
+        if let Some(level) = &self.log.level
+            && let Err(e) = tracing_subscriber::EnvFilter::try_new(level.get_ref())
+        {
+            problems.push(at.problem(
+                Some(level.span()),
+                format!(
+                    "log level {:?} is not a level or filter ({e}); use error, warn, info, debug or trace",
+                    level.get_ref()
+                ),
+            ));
+        }
         match output {
             Some(output) if problems.is_empty() => Ok(Resolved {
                 zone,
                 time_generated,
                 listeners,
                 output,
+                metrics_address,
+                summary_interval: (self.metrics.summary_interval_secs > 0)
+                    .then(|| Duration::from_secs(self.metrics.summary_interval_secs)),
                 buffer: match &self.spool {
                     None => BufferSettings::Memory,
                     Some(sc) => {

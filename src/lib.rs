@@ -14,7 +14,7 @@
 //! |---|---|---|
 //! | listen | [`listen`] | UDP, TCP and TLS sockets, limits, allowlist, peer address -> [`listen::FrameBatch`] |
 //! | frame | [`frame`] | octet-counting and newline framing of TCP/TLS streams |
-//! | decode | [`decode`] | syslog header ([`decode::syslog`], via `syslog_loose`), CEF record ([`decode::cef`], nom), timestamps ([`decode::time`]) |
+//! | decode | [`decode`] | syslog header ([`decode::syslog`], via `syslog_loose`), CEF record ([`decode::cef`], nom), Cisco ASA/FTD messages ([`decode::cisco`]), timestamps ([`decode::time`]) |
 //! | record | [`record`] | one decoded message -> one typed row; CEF keys mapped by the dictionary in `grammars/cef-fields.tsv`; problems recorded on the row |
 //! | (thread) | [`worker`] | the decode stage: frame batches -> decode -> record -> batch, one thread per core |
 //! | batch | [`batch`] | rows routed per table, flushed by rows, bytes and age |
@@ -25,7 +25,8 @@
 //! (back-pressure, and the bound on what a crash can lose). [`run`] wires the stages into the
 //! `cefgate run` service (threads, queues, shutdown), and [`config`] sits above them all: it
 //! checks the TOML file once into the typed settings each stage owns
-//! ([`listen::ListenerSettings`], [`sink::OutputSettings`], ...). Counted in [`metrics`]. Off the stream path:
+//! ([`listen::ListenerSettings`], [`sink::OutputSettings`], ...). Counted in [`metrics`], and
+//! shown to operators by [`monitor`] (`/metrics`, `/health`, `/ready`, the summary line). Off the stream path:
 //! [`convert`] runs decode and record over captured lines offline (`cefgate convert`),
 //! [`replay`] sends captures to a syslog target (`cefgate replay`), `emulate` is a local
 //! Azure workspace (`cefgate emulate`, the default-on cargo feature `emulator`), [`dcr`] writes the data collection rule
@@ -49,6 +50,7 @@ pub mod emulate;
 pub mod frame;
 pub mod listen;
 pub mod metrics;
+pub mod monitor;
 pub mod record;
 pub mod replay;
 pub mod run;

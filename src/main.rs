@@ -261,10 +261,10 @@ fn check(path: &PathBuf) -> Result<(), String> {
     Ok(())
 }
 
-fn run(config: Option<PathBuf>) -> Result<(), String> {
-    let (config, resolved) = load(config.as_ref())?;
+fn run(path: Option<PathBuf>) -> Result<(), String> {
+    let (config, resolved) = load(path.as_ref())?;
     let metrics = std::sync::Arc::new(cefgate::metrics::Metrics::default());
-    let result = cefgate::run::run(config, resolved, metrics.clone());
+    let result = cefgate::run::run(config, resolved, metrics.clone(), path);
     // The counters are printed however the run ended: they say what was read and where it went.
     eprint!("{}", metrics.report());
     result.map_err(|e| e.to_string())

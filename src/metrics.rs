@@ -3,8 +3,10 @@
 //! Plain atomics: each is bumped where it happens and read only for reports, so relaxed
 //! ordering is enough. No counter ever carries message content or a secret.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::record::{ProblemCounts, ProblemKind};
 
@@ -78,6 +80,50 @@ pub struct Metrics {
     pub chunks_quarantined: AtomicU64,
     /// Rows found in the spool at start, delivered again (possible duplicates).
     pub rows_recovered: AtomicU64,
+    /// 1 while the spool is full and holds input back, else 0 (a gauge).
+    pub spool_full_now: AtomicU64,
+    /// When the oldest chunk still in the spool was written (Unix ms; 0: none).
+    pub spool_oldest_chunk_unix_ms: AtomicU64,
+    /// Every listener is bound (set once, after start-up).
+    pub listeners_bound: AtomicBool,
+    /// Counters per listener, in configuration order.
+    listeners: Mutex<Vec<Arc<ListenerCounters>>>,
+    /// HTTP answers per output, route, status and `x-ms-error-code`.
+    responses: Mutex<BTreeMap<ResponseKey, u64>>,
+    /// Rows per route and what became of them (`delivered`, `dead_lettered`, `unrouted`).
+    route_rows: Mutex<BTreeMap<(String, &'static str), u64>>,
+    /// Routes stopped by a broken configuration (404): not ready.
+    routes_stopped: Mutex<BTreeSet<String>>,
+}
+
+/// Whether a value only grows or goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// The counters of one listener (`udp 0.0.0.0:514`). A listener recreated by a reload keeps
+/// its counters.
+#[derive(Debug, Default)]
+pub struct ListenerCounters {
+    pub name: String,
+    /// Messages read: datagrams or frames.
+    pub messages: AtomicU64,
+    pub bytes: AtomicU64,
+    pub connections_accepted: AtomicU64,
+    pub connections_active: AtomicU64,
+    pub connections_refused: AtomicU64,
+}
+
+/// Labels of an HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ResponseKey {
+    pub output: &'static str,
+    pub route: String,
+    pub status: u16,
+    /// `x-ms-error-code`, or empty.
+    pub error_code: String,
 }
 
 impl Metrics {
@@ -89,6 +135,86 @@ impl Metrics {
         counter.load(Ordering::Relaxed)
     }
 
+    /// The counters of the listener named `name`, made on first use.
+    pub fn listener(&self, name: &str) -> Arc<ListenerCounters> {
+        let mut all = self.listeners.lock().expect("metrics lock");
+        if let Some(c) = all.iter().find(|c| c.name == name) {
+            return c.clone();
+        }
+        let c = Arc::new(ListenerCounters {
+            name: name.to_string(),
+            ..ListenerCounters::default()
+        });
+        all.push(c.clone());
+        c
+    }
+
+    /// Every listener's counters.
+    pub fn listeners(&self) -> Vec<Arc<ListenerCounters>> {
+        self.listeners.lock().expect("metrics lock").clone()
+    }
+
+    /// Counts one HTTP answer (never its body).
+    pub fn record_response(
+        &self,
+        output: &'static str,
+        route: &str,
+        status: u16,
+        error_code: Option<&str>,
+    ) {
+        let key = ResponseKey {
+            output,
+            route: route.to_string(),
+            status,
+            error_code: error_code.unwrap_or_default().to_string(),
+        };
+        *self
+            .responses
+            .lock()
+            .expect("metrics lock")
+            .entry(key)
+            .or_default() += 1;
+    }
+
+    pub fn responses(&self) -> Vec<(ResponseKey, u64)> {
+        let map = self.responses.lock().expect("metrics lock");
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// Counts `n` rows of `route` that were `outcome` (`delivered`, `dead_lettered`, ...).
+    pub fn add_route_rows(&self, route: &str, outcome: &'static str, n: u64) {
+        let mut map = self.route_rows.lock().expect("metrics lock");
+        match map.get_mut(&(route.to_string(), outcome)) {
+            Some(v) => *v += n,
+            None => {
+                map.insert((route.to_string(), outcome), n);
+            }
+        }
+    }
+
+    pub fn route_rows(&self) -> Vec<(String, &'static str, u64)> {
+        let map = self.route_rows.lock().expect("metrics lock");
+        map.iter().map(|((r, o), v)| (r.clone(), *o, *v)).collect()
+    }
+
+    /// Marks `route` as stopped (its configuration is wrong).
+    pub fn route_stopped(&self, route: &str) {
+        self.routes_stopped
+            .lock()
+            .expect("metrics lock")
+            .insert(route.to_string());
+    }
+
+    /// A new output (after a reload) starts with every route running.
+    pub fn clear_stopped_routes(&self) {
+        self.routes_stopped.lock().expect("metrics lock").clear();
+    }
+
+    pub fn stopped_routes(&self) -> Vec<String> {
+        let set = self.routes_stopped.lock().expect("metrics lock");
+        set.iter().cloned().collect()
+    }
+
     /// Folds a worker's local problem counts into the shared ones.
     pub fn add_problems(&self, counts: &ProblemCounts) {
         Self::add(&self.rows_with_problems, counts.rows_with_problems);
@@ -97,62 +223,276 @@ impl Metrics {
         }
     }
 
-    /// `name value` lines, one per counter, for logs and `/metrics`-style scraping.
-    pub fn report(&self) -> String {
-        let mut out = String::new();
-        let fields: [(&str, &AtomicU64); 43] = [
-            ("udp_datagrams", &self.udp_datagrams),
-            ("udp_bytes", &self.udp_bytes),
-            ("udp_dropped_queue_full", &self.udp_dropped_queue_full),
-            ("udp_dropped_memory_full", &self.udp_dropped_memory_full),
-            ("reads_paused_memory_full", &self.reads_paused_memory_full),
-            ("memory_peak_bytes", &self.memory_peak_bytes),
-            ("udp_dropped_kernel", &self.udp_dropped_kernel),
-            ("udp_denied", &self.udp_denied),
-            ("tcp_frames", &self.tcp_frames),
-            ("tcp_bytes", &self.tcp_bytes),
-            ("connections_accepted", &self.connections_accepted),
-            ("connections_active", &self.connections_active),
-            ("connections_refused", &self.connections_refused),
-            ("connections_idle_closed", &self.connections_idle_closed),
-            ("tls_handshake_failures", &self.tls_handshake_failures),
-            ("framing_errors", &self.framing_errors),
-            ("oversize_truncated", &self.oversize_truncated),
-            ("oversize_dropped", &self.oversize_dropped),
-            ("rows_cef", &self.rows_cef),
-            ("rows_syslog", &self.rows_syslog),
-            ("rows_with_problems", &self.rows_with_problems),
-            ("batches_written", &self.batches_written),
-            ("output_errors", &self.output_errors),
-            ("rows_unrouted", &self.rows_unrouted),
-            ("rows_delivered", &self.rows_delivered),
-            ("rows_dead_lettered", &self.rows_dead_lettered),
-            ("rows_lost", &self.rows_lost),
-            ("requests_delivered", &self.requests_delivered),
-            ("requests_split", &self.requests_split),
-            ("requests_throttled", &self.requests_throttled),
-            ("requests_failed", &self.requests_failed),
-            ("requests_unauthorized", &self.requests_unauthorized),
-            ("values_truncated", &self.values_truncated),
-            ("rows_time_outside_window", &self.rows_time_outside_window),
-            ("spool_chunks_written", &self.spool_chunks_written),
-            ("spool_chunks", &self.spool_chunks),
-            ("spool_bytes", &self.spool_bytes),
-            ("spool_full_waits", &self.spool_full_waits),
-            ("spool_write_errors", &self.spool_write_errors),
-            ("chunks_quarantined", &self.chunks_quarantined),
-            ("rows_recovered", &self.rows_recovered),
+    /// Every unlabelled counter and gauge: name, kind, help, value. `report`, `/metrics`
+    /// and the summary line all read this one list.
+    pub fn scalars(&self) -> Vec<(&'static str, Kind, &'static str, u64)> {
+        use Kind::{Counter as C, Gauge as G};
+        let table: [(&'static str, Kind, &'static str, &AtomicU64); 45] = [
+            (
+                "udp_datagrams",
+                C,
+                "UDP datagrams read",
+                &self.udp_datagrams,
+            ),
+            ("udp_bytes", C, "UDP bytes read", &self.udp_bytes),
+            (
+                "udp_dropped_queue_full",
+                C,
+                "UDP datagrams dropped: the decode queue was full",
+                &self.udp_dropped_queue_full,
+            ),
+            (
+                "udp_dropped_memory_full",
+                C,
+                "UDP datagrams dropped: the memory budget was used up",
+                &self.udp_dropped_memory_full,
+            ),
+            (
+                "reads_paused_memory_full",
+                C,
+                "Times a TCP/TLS connection stopped reading: the memory budget was used up",
+                &self.reads_paused_memory_full,
+            ),
+            (
+                "memory_peak_bytes",
+                G,
+                "The most memory the budget held at once",
+                &self.memory_peak_bytes,
+            ),
+            (
+                "udp_dropped_kernel",
+                C,
+                "UDP datagrams the kernel dropped: the socket's receive buffer overflowed",
+                &self.udp_dropped_kernel,
+            ),
+            (
+                "udp_denied",
+                C,
+                "UDP datagrams from senders outside the allowlist",
+                &self.udp_denied,
+            ),
+            ("tcp_frames", C, "TCP/TLS frames read", &self.tcp_frames),
+            ("tcp_bytes", C, "TCP/TLS bytes read", &self.tcp_bytes),
+            (
+                "connections_accepted",
+                C,
+                "TCP/TLS connections accepted",
+                &self.connections_accepted,
+            ),
+            (
+                "connections_active",
+                G,
+                "TCP/TLS connections open now",
+                &self.connections_active,
+            ),
+            (
+                "connections_refused",
+                C,
+                "TCP/TLS connections refused: over max_connections or outside the allowlist",
+                &self.connections_refused,
+            ),
+            (
+                "connections_idle_closed",
+                C,
+                "TCP/TLS connections closed after idle_timeout_secs",
+                &self.connections_idle_closed,
+            ),
+            (
+                "tls_handshake_failures",
+                C,
+                "TLS handshakes that failed or timed out",
+                &self.tls_handshake_failures,
+            ),
+            (
+                "framing_errors",
+                C,
+                "Bytes between frames that were no frame (passed on as raw messages)",
+                &self.framing_errors,
+            ),
+            (
+                "oversize_truncated",
+                C,
+                "Messages cut at max_message_bytes",
+                &self.oversize_truncated,
+            ),
+            (
+                "oversize_dropped",
+                C,
+                "Messages over max_message_bytes dropped (oversize = drop)",
+                &self.oversize_dropped,
+            ),
+            (
+                "rows_cef",
+                C,
+                "CommonSecurityLog rows built",
+                &self.rows_cef,
+            ),
+            ("rows_syslog", C, "Syslog rows built", &self.rows_syslog),
+            (
+                "rows_with_problems",
+                C,
+                "Rows with a problem in CefgateDiagnostics",
+                &self.rows_with_problems,
+            ),
+            (
+                "batches_written",
+                C,
+                "Batches handed to the buffer",
+                &self.batches_written,
+            ),
+            ("output_errors", C, "Output errors", &self.output_errors),
+            (
+                "rows_unrouted",
+                C,
+                "Rows of a route that is turned off",
+                &self.rows_unrouted,
+            ),
+            (
+                "rows_delivered",
+                C,
+                "Rows the output accepted",
+                &self.rows_delivered,
+            ),
+            (
+                "rows_dead_lettered",
+                C,
+                "Rows refused for good, kept in the dead-letter file",
+                &self.rows_dead_lettered,
+            ),
+            (
+                "rows_lost",
+                C,
+                "Rows that went nowhere (a dead-letter write failed); above 0 makes run exit 1",
+                &self.rows_lost,
+            ),
+            (
+                "requests_delivered",
+                C,
+                "Requests the service accepted",
+                &self.requests_delivered,
+            ),
+            (
+                "requests_split",
+                C,
+                "Requests split in two after a 413, 400 or Data Collector 404",
+                &self.requests_split,
+            ),
+            (
+                "requests_throttled",
+                C,
+                "429/503 answers with Retry-After",
+                &self.requests_throttled,
+            ),
+            (
+                "requests_failed",
+                C,
+                "Transient failures (5xx, timeouts, connection errors), retried",
+                &self.requests_failed,
+            ),
+            (
+                "requests_unauthorized",
+                C,
+                "401/403 answers, retried after a credential refresh",
+                &self.requests_unauthorized,
+            ),
+            (
+                "values_truncated",
+                C,
+                "Values cut at the service's limit",
+                &self.values_truncated,
+            ),
+            (
+                "rows_time_outside_window",
+                C,
+                "Rows sent with a TimeGenerated Azure replaces; their time is in CefgateReceivedTime",
+                &self.rows_time_outside_window,
+            ),
+            (
+                "spool_chunks_written",
+                C,
+                "Spool chunks written",
+                &self.spool_chunks_written,
+            ),
+            (
+                "spool_chunks",
+                G,
+                "Spool chunks waiting",
+                &self.spool_chunks,
+            ),
+            ("spool_bytes", G, "Spool bytes on disk", &self.spool_bytes),
+            (
+                "spool_full_waits",
+                C,
+                "Times the spool was full and held input back",
+                &self.spool_full_waits,
+            ),
+            (
+                "spool_full",
+                G,
+                "1 while the spool is full and holds input back",
+                &self.spool_full_now,
+            ),
+            (
+                "spool_write_errors",
+                C,
+                "Spool chunk writes that failed and were retried",
+                &self.spool_write_errors,
+            ),
+            (
+                "chunks_quarantined",
+                C,
+                "Damaged spool chunks moved to quarantine",
+                &self.chunks_quarantined,
+            ),
+            (
+                "rows_recovered",
+                C,
+                "Rows found in the spool at start and delivered again",
+                &self.rows_recovered,
+            ),
             (
                 "problems_total",
+                C,
+                "Problems found while building rows (all kinds)",
                 &AtomicU64::new(self.problems.iter().map(Self::get).sum()),
             ),
             (
                 "rows_total",
+                C,
+                "Rows built",
                 &AtomicU64::new(Self::get(&self.rows_cef) + Self::get(&self.rows_syslog)),
             ),
+            (
+                "spool_oldest_chunk_age_seconds",
+                G,
+                "Age of the oldest chunk in the spool (0 when empty)",
+                &AtomicU64::new(self.spool_oldest_age().as_secs()),
+            ),
         ];
-        for (name, counter) in fields {
-            let _ = writeln!(out, "cefgate_{name} {}", Self::get(counter));
+        table
+            .into_iter()
+            .map(|(n, k, h, v)| (n, k, h, Self::get(v)))
+            .collect()
+    }
+
+    /// How long the oldest chunk has waited in the spool.
+    pub fn spool_oldest_age(&self) -> std::time::Duration {
+        let written = Self::get(&self.spool_oldest_chunk_unix_ms);
+        if written == 0 {
+            return std::time::Duration::ZERO;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as u64;
+        std::time::Duration::from_millis(now.saturating_sub(written))
+    }
+
+    /// `name value` lines, one per counter, printed when `run` ends.
+    pub fn report(&self) -> String {
+        let mut out = String::new();
+        for (name, _, _, value) in self.scalars() {
+            let _ = writeln!(out, "cefgate_{name} {value}");
         }
         for kind in ProblemKind::ALL {
             let _ = writeln!(

@@ -20,6 +20,7 @@
 //! in the dead-letter file.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -28,10 +29,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::MemoryBudget;
-use crate::buffer::{self, BufferSettings};
+use crate::buffer::{self, BufferSettings, Reader};
 use crate::config::{Config, Resolved};
 use crate::listen::{self, FrameBatch, ListenerContext, ListenerSettings, Protocol};
 use crate::metrics::Metrics;
+use crate::monitor::{self, Monitor};
 use crate::record::{RecordSettings, RowBuilder};
 use crate::sink;
 use crate::worker;
@@ -53,6 +55,11 @@ pub enum RunError {
     },
     #[error("address {0:?} is not IP:PORT")]
     Address(String),
+    #[error("cannot bind the metrics address {address}: {source}")]
+    MetricsBind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start the runtime: {0}")]
     Runtime(std::io::Error),
     #[error("cannot start a decode thread: {0}")]
@@ -82,8 +89,14 @@ fn bind_hint(e: &std::io::Error, address: &SocketAddr) -> &'static str {
 }
 
 /// Runs until SIGTERM/SIGINT, then drains, counting into `metrics`. Each bound address is
-/// logged as `listening on <protocol> <address>`, then `ready`.
-pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<(), RunError> {
+/// logged as `listening on <protocol> <address>`, then `ready`. SIGHUP reads `source` (the
+/// configuration file) again: see [`Reload`].
+pub fn run(
+    config: Config,
+    resolved: Resolved,
+    metrics: Arc<Metrics>,
+    source: Option<PathBuf>,
+) -> Result<(), RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("cefgate-io")
@@ -102,12 +115,17 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
     // Fired at the shutdown deadline: the output then leaves what it still holds in the
     // spool (or, without one, dead-letters it).
     let give_up = CancellationToken::new();
-    let output = sink::build(&resolved.output, metrics.clone(), give_up.clone())?;
-    let driver = runtime.spawn(sink::serve(
-        Arc::new(output.delivery),
-        reader,
-        output.concurrency,
-    ));
+    let mut outputs = Outputs {
+        reader: Arc::new(reader),
+        give_up: give_up.clone(),
+        metrics: metrics.clone(),
+        current: None,
+        retired: Vec::new(),
+    };
+    {
+        let _guard = runtime.enter();
+        outputs.start(&resolved.output)?;
+    }
 
     let (frame_tx, frame_rx) = flume::bounded::<FrameBatch>(config.pipeline.queue_batches);
     let workers = match config.pipeline.workers {
@@ -139,21 +157,83 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
             .map_err(RunError::Thread)?;
         worker_threads.push(thread);
     }
+    // The operator's view lives until the very end, so that a scrape sees the drain.
+    let monitor = Arc::new(Monitor {
+        metrics: metrics.clone(),
+        budget: budget.clone(),
+        queue: frame_rx.clone(),
+    });
     drop(frame_rx);
+    let monitor_stop = CancellationToken::new();
+    if let Some(address) = resolved.metrics_address {
+        let listener = runtime
+            .block_on(TcpListener::bind(address))
+            .map_err(|source| RunError::MetricsBind { address, source })?;
+        let local = listener.local_addr().unwrap_or(address);
+        tracing::info!("serving /metrics, /health and /ready on http://{local}");
+        runtime.spawn(monitor::serve(
+            listener,
+            monitor.clone(),
+            monitor_stop.clone(),
+        ));
+    }
+    if let Some(interval) = resolved.summary_interval {
+        runtime.spawn(monitor::summarise(
+            monitor.clone(),
+            interval,
+            monitor_stop.clone(),
+        ));
+    }
 
-    let served = runtime.block_on(serve(
-        &resolved.listeners,
-        frame_tx,
-        &budget,
-        &metrics,
-        || {
-            // From here on, a full spool takes what is still in memory rather than lose it.
-            writer.allow_overflow()
-        },
-    ));
+    // Read at start: a reload does not change it.
+    let shutdown_secs = config.pipeline.shutdown_timeout_secs;
+    let mut listeners = Listeners {
+        frames: Some(frame_tx),
+        budget: budget.clone(),
+        metrics: metrics.clone(),
+        shutdown: CancellationToken::new(),
+        running: Vec::new(),
+        udp_addresses: Arc::default(),
+    };
+    let served = runtime.block_on(async {
+        for settings in &resolved.listeners {
+            let l = listeners.start(settings, fingerprint(settings)).await?;
+            listeners.running.push(l);
+        }
+        metrics
+            .listeners_bound
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!("ready");
+        let poller = tokio::spawn(poll_kernel_drops(
+            metrics.clone(),
+            listeners.udp_addresses.clone(),
+            listeners.shutdown.clone(),
+        ));
+        let mut reload = Reload {
+            source,
+            config,
+            resolved: resolved.clone(),
+        };
+        loop {
+            match wait_for_signal().await {
+                Signal::Stop => break,
+                Signal::Reload => reload.apply(&mut listeners, &mut outputs).await,
+            }
+        }
+        tracing::info!("shutting down: no new connections; draining what was read");
+        metrics
+            .listeners_bound
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        // From here on, a full spool takes what is still in memory rather than lose it.
+        writer.allow_overflow();
+        listeners.stop_all().await;
+        let _ = poller.await;
+        Ok::<(), RunError>(())
+    });
     // The writers' last clone goes with the workers: the output sees the end of the buffer.
     drop(writer);
-    let shutdown_timeout = Duration::from_secs(config.pipeline.shutdown_timeout_secs);
+    drop(listeners);
+    let shutdown_timeout = Duration::from_secs(shutdown_secs);
     let deadline = Instant::now() + shutdown_timeout;
     // Never bounded by the deadline: this is the write to the buffer (the spool never waits
     // for space now), and what is not written here would be lost.
@@ -165,16 +245,18 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
         }
     }
     served?;
+    let durable = outputs.reader.is_durable();
     let finished = runtime.block_on(async {
-        let mut driver = driver;
         let left = deadline.saturating_duration_since(Instant::now());
-        if tokio::time::timeout(left, &mut driver).await.is_ok() {
+        let all = outputs.finish();
+        tokio::pin!(all);
+        if tokio::time::timeout(left, &mut all).await.is_ok() {
             return true;
         }
         tracing::warn!(
             "shutdown_timeout_secs ({}) reached with rows undelivered; they {}",
             shutdown_timeout.as_secs(),
-            if matches!(resolved.buffer, BufferSettings::Spool(_)) {
+            if durable {
                 "stay in the spool for the next start"
             } else {
                 "go to the dead-letter file"
@@ -182,11 +264,12 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
         );
         give_up.cancel();
         // Requests in flight end within their own timeout.
-        tokio::time::timeout(AFTER_GIVE_UP, driver).await.is_ok()
+        tokio::time::timeout(AFTER_GIVE_UP, all).await.is_ok()
     });
     metrics
         .memory_peak_bytes
         .store(budget.peak() as u64, std::sync::atomic::Ordering::Relaxed);
+    monitor_stop.cancel();
     if !finished {
         return Err(RunError::OutputStuck(AFTER_GIVE_UP));
     }
@@ -211,93 +294,311 @@ pub fn run(config: Config, resolved: Resolved, metrics: Arc<Metrics>) -> Result<
 /// flight ends within its own timeout.
 const AFTER_GIVE_UP: Duration = Duration::from_secs(120);
 
-/// Binds every listener, serves until a signal, then stops them and waits for them.
-async fn serve(
-    listeners: &[ListenerSettings],
-    frames: flume::Sender<FrameBatch>,
-    budget: &Arc<MemoryBudget>,
-    metrics: &Arc<Metrics>,
-    on_shutdown: impl FnOnce(),
-) -> Result<(), RunError> {
-    let shutdown = CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut udp_addresses = Vec::new();
-    for settings in listeners {
+/// The running output and those a reload replaced that still settle their last batches.
+struct Outputs {
+    reader: Arc<Reader>,
+    give_up: CancellationToken,
+    metrics: Arc<Metrics>,
+    current: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+    retired: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Outputs {
+    /// Builds an output from `settings` and lets it take batches; the one running before
+    /// stops taking them and settles those it holds. Must run inside the runtime.
+    fn start(&mut self, settings: &sink::OutputSettings) -> Result<(), sink::OutputSetupError> {
+        let built = sink::build(settings, self.metrics.clone(), self.give_up.clone())?;
+        if let Some((stop, task)) = self.current.take() {
+            stop.cancel();
+            self.retired.push(task);
+            self.metrics.clear_stopped_routes();
+        }
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(sink::serve(
+            Arc::new(built.delivery),
+            self.reader.clone(),
+            built.concurrency,
+            stop.clone(),
+        ));
+        self.current = Some((stop, task));
+        Ok(())
+    }
+
+    /// Waits until every output, current and retired, has settled what it took.
+    async fn finish(&mut self) {
+        if let Some((_, task)) = self.current.as_mut() {
+            let _ = task.await;
+        }
+        for task in &mut self.retired {
+            let _ = task.await;
+        }
+    }
+}
+
+/// One listener task and what identifies its settings.
+struct RunningListener {
+    /// Protocol, address and every setting (with the TLS files' contents): a reload keeps
+    /// a listener whose fingerprint did not change.
+    fingerprint: String,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    udp_address: Option<SocketAddr>,
+}
+
+/// The listeners that run, and what a new one needs.
+struct Listeners {
+    /// Dropped at shutdown, after the listeners: the workers then see the end of the queue.
+    frames: Option<flume::Sender<FrameBatch>>,
+    budget: Arc<MemoryBudget>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    running: Vec<RunningListener>,
+    udp_addresses: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
+}
+
+impl Listeners {
+    async fn start(
+        &self,
+        settings: &ListenerSettings,
+        fingerprint: String,
+    ) -> Result<RunningListener, RunError> {
         let l = Arc::new(settings.clone());
         let (protocol, address) = (l.protocol, l.address);
-        let ctx = ListenerContext {
-            queue: frames.clone(),
-            metrics: metrics.clone(),
-            allow: Arc::new(l.allow.clone()),
-            shutdown: shutdown.clone(),
-            budget: budget.clone(),
-        };
         let bind_error = |source: std::io::Error| RunError::Bind {
             protocol,
             address: address.to_string(),
             hint: bind_hint(&source, &address),
             source,
         };
-        match protocol {
+        let stop = self.shutdown.child_token();
+        let context = |local: SocketAddr| ListenerContext {
+            queue: self
+                .frames
+                .clone()
+                .expect("listeners start before shutdown"),
+            metrics: self.metrics.clone(),
+            counters: self.metrics.listener(&format!("{protocol} {local}")),
+            allow: Arc::new(l.allow.clone()),
+            shutdown: stop.clone(),
+            budget: self.budget.clone(),
+        };
+        let (task, udp_address) = match protocol {
             Protocol::Udp => {
                 let socket = listen::udp::bind(&l, address).map_err(bind_error)?;
                 let local = socket.local_addr().map_err(bind_error)?;
                 tracing::info!("listening on udp {local}");
-                udp_addresses.push(local);
-                tasks.spawn(listen::udp::serve(socket, l, ctx));
+                self.udp_addresses.lock().expect("lock").push(local);
+                let ctx = context(local);
+                (
+                    tokio::spawn(listen::udp::serve(socket, l, ctx)),
+                    Some(local),
+                )
             }
             Protocol::Tcp | Protocol::Tls => {
                 let listener = TcpListener::bind(address).await.map_err(bind_error)?;
                 let local = listener.local_addr().map_err(bind_error)?;
                 tracing::info!("listening on {protocol} {local}");
-                tasks.spawn(listen::tcp::serve(listener, l, ctx));
+                let ctx = context(local);
+                (tokio::spawn(listen::tcp::serve(listener, l, ctx)), None)
             }
+        };
+        Ok(RunningListener {
+            fingerprint,
+            stop,
+            task,
+            udp_address,
+        })
+    }
+
+    /// Stops one listener and waits until it has handed on every complete frame.
+    async fn stop(&self, l: RunningListener) {
+        l.stop.cancel();
+        let _ = l.task.await;
+        if let Some(a) = l.udp_address {
+            self.udp_addresses.lock().expect("lock").retain(|x| *x != a);
         }
     }
-    drop(frames);
-    tracing::info!("ready");
 
-    let poll_drops = {
-        let metrics = metrics.clone();
-        let shutdown = shutdown.clone();
-        let record = move || {
-            let total: u64 = udp_addresses
-                .iter()
-                .filter_map(|a| listen::udp::kernel_drops(*a))
-                .sum();
-            metrics
-                .udp_dropped_kernel
-                .store(total, std::sync::atomic::Ordering::Relaxed);
-        };
-        async move {
-            loop {
-                record();
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.cancelled() => break,
-                }
-            }
-            // One last reading after the listeners stopped.
-            record();
+    async fn stop_all(&mut self) {
+        self.shutdown.cancel();
+        for l in std::mem::take(&mut self.running) {
+            let _ = l.task.await;
         }
-    };
-    let poller = tokio::spawn(poll_drops);
-
-    wait_for_signal().await;
-    tracing::info!("shutting down: no new connections; draining what was read");
-    on_shutdown();
-    shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
-    let _ = poller.await;
-    Ok(())
+        self.frames = None;
+    }
 }
 
-async fn wait_for_signal() {
+/// Protocol, address and settings of a listener, with its TLS files' contents (a renewed
+/// certificate is a change).
+fn fingerprint(settings: &ListenerSettings) -> String {
+    let mut text = format!(
+        "{} {} {:?} {} {:?} {} {:?} {:?} {:?} {} {:?} {:?}",
+        settings.protocol,
+        settings.address,
+        settings.framing,
+        settings.max_message_bytes,
+        settings.oversize,
+        settings.max_connections,
+        settings.idle_timeout,
+        settings.keepalive,
+        settings.handshake_timeout,
+        settings.receive_buffer_bytes,
+        settings.allow,
+        settings.zones,
+    );
+    if let Some(tls) = &settings.tls {
+        text.push_str(&tls.fingerprint());
+    }
+    text
+}
+
+/// What SIGHUP does: reads the configuration file again and, when it is valid, recreates
+/// the listeners whose settings changed (others keep their connections) and the output when
+/// its settings changed or it writes a file (so that logrotate's HUP reopens it). A new
+/// output takes the next batches at once; the old one settles those it holds. Nothing read
+/// is dropped: a stopped listener hands on every complete frame first. An invalid file is
+/// reported and the running configuration stays. Sections that shape the pipeline itself
+/// (`[pipeline]`, `[batch]`, `[record]`, `[spool]`, `[metrics]`, `[log]`) take effect at
+/// the next start, which the log says.
+struct Reload {
+    source: Option<PathBuf>,
+    config: Config,
+    resolved: Resolved,
+}
+
+impl Reload {
+    async fn apply(&mut self, listeners: &mut Listeners, outputs: &mut Outputs) {
+        let Some(path) = &self.source else {
+            tracing::warn!(
+                "SIGHUP: running on the embedded default, there is no configuration file to read again"
+            );
+            return;
+        };
+        let (config, resolved) = match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(
+                    "SIGHUP: {} is not valid; the running configuration stays:\n{e}",
+                    path.display()
+                );
+                return;
+            }
+        };
+        tracing::info!("SIGHUP: reloading {}", path.display());
+        let mut later = Vec::new();
+        if config.pipeline != self.config.pipeline {
+            later.push("[pipeline]");
+        }
+        if config.batch != self.config.batch {
+            later.push("[batch]");
+        }
+        if config.record != self.config.record {
+            later.push("[record]");
+        }
+        if config.spool != self.config.spool {
+            later.push("[spool]");
+        }
+        if config.metrics != self.config.metrics {
+            later.push("[metrics]");
+        }
+        if !later.is_empty() {
+            tracing::warn!(
+                "SIGHUP: changes to {} take effect at the next start",
+                later.join(", ")
+            );
+        }
+        // Listeners: keep the unchanged, stop the rest first (a recreated one may want
+        // the same address), then start the new.
+        let wanted: Vec<(String, &ListenerSettings)> = resolved
+            .listeners
+            .iter()
+            .map(|l| (fingerprint(l), l))
+            .collect();
+        let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut listeners.running)
+            .into_iter()
+            .partition(|r| wanted.iter().any(|(f, _)| *f == r.fingerprint));
+        for l in gone {
+            listeners.stop(l).await;
+        }
+        listeners.running = keep;
+        let mut failed = false;
+        for (f, settings) in wanted {
+            if listeners.running.iter().any(|r| r.fingerprint == f) {
+                continue;
+            }
+            match listeners.start(settings, f).await {
+                Ok(l) => listeners.running.push(l),
+                Err(e) => {
+                    failed = true;
+                    tracing::error!("SIGHUP: {e}");
+                }
+            }
+        }
+        let file_output = matches!(resolved.output.destination, sink::Destination::File(_));
+        if config.output != self.config.output || file_output {
+            match outputs.start(&resolved.output) {
+                Ok(()) => tracing::info!("SIGHUP: the output was (re)opened"),
+                Err(e) => {
+                    failed = true;
+                    tracing::error!(
+                        "SIGHUP: the new output cannot start ({e}); the old one keeps running"
+                    );
+                }
+            }
+        }
+        tracing::info!(
+            "SIGHUP: reload done{}; {} listener(s) running",
+            if failed {
+                " with errors (see above)"
+            } else {
+                ""
+            },
+            listeners.running.len()
+        );
+        self.config = config;
+        self.resolved = resolved;
+    }
+}
+
+async fn poll_kernel_drops(
+    metrics: Arc<Metrics>,
+    addresses: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
+    shutdown: CancellationToken,
+) {
+    let record = || {
+        let list = addresses.lock().expect("lock").clone();
+        let total: u64 = list
+            .iter()
+            .filter_map(|a| listen::udp::kernel_drops(*a))
+            .sum();
+        metrics
+            .udp_dropped_kernel
+            .store(total, std::sync::atomic::Ordering::Relaxed);
+    };
+    loop {
+        record();
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    // One last reading after the listeners stopped.
+    record();
+}
+
+enum Signal {
+    Stop,
+    Reload,
+}
+
+async fn wait_for_signal() -> Signal {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install the SIGINT handler");
+    let mut hup = signal(SignalKind::hangup()).expect("install the SIGHUP handler");
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+        _ = term.recv() => { tracing::info!("SIGTERM received"); Signal::Stop }
+        _ = int.recv() => { tracing::info!("SIGINT received"); Signal::Stop }
+        _ = hup.recv() => { tracing::info!("SIGHUP received"); Signal::Reload }
     }
 }

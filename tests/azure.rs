@@ -383,11 +383,28 @@ fn a_wrong_dcr_stops_the_route_loudly_and_keeps_the_rows() {
         "dcr-00000000000000000000000000000000",
         "dcr-ffffffffffffffffffffffffffffffff",
     );
-    let mut gate = gate(&config, "");
+    let mut gate = gate(&config, "[metrics]\naddress = \"127.0.0.1:0\"\n");
+    let monitor = gate.metrics.expect("the metrics address is logged");
+    assert_eq!(common::http_get(monitor, "/ready"), (200, "ready\n".into()));
     send(&gate, &[cef(1, ""), cef(2, "")]);
     common::wait_for("the route to stop", common::DEADLINE, || {
         gate.stderr().contains("route stopped").then_some(())
     });
+    // An operator's probe sees it: /ready turns 503 and names the route; /metrics counts
+    // the 404 by status and error code.
+    let (status, body) = common::http_get(monitor, "/ready");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("route Custom-CefGate_CommonSecurityLog is stopped"),
+        "{body}"
+    );
+    assert_eq!(common::http_get(monitor, "/health").0, 200);
+    let (_, metrics) = common::http_get(monitor, "/metrics");
+    assert!(
+        metrics.contains("cefgate_http_responses_total{output=\"logs-ingestion\",route=\"Custom-CefGate_CommonSecurityLog\",status=\"404\""),
+        "{metrics}"
+    );
+    assert!(metrics.contains("cefgate_ready 0\n"), "{metrics}");
     let c = gate.stop();
     assert_eq!(c.get("rows_dead_lettered"), 2);
     let stderr = gate.stderr();

@@ -190,6 +190,8 @@ impl FrameBatch {
 pub struct ListenerContext {
     pub queue: flume::Sender<FrameBatch>,
     pub metrics: Arc<Metrics>,
+    /// This listener's own counters (the `listener` label of `/metrics`).
+    pub counters: Arc<crate::metrics::ListenerCounters>,
     pub allow: Arc<Vec<IpNet>>,
     pub shutdown: tokio_util::sync::CancellationToken,
     pub budget: Arc<MemoryBudget>,
@@ -235,6 +237,7 @@ mod tests {
         let ctx = ListenerContext {
             queue,
             metrics: Arc::default(),
+            counters: Arc::default(),
             allow: Arc::new(vec!["10.0.0.0/8".parse().unwrap()]),
             shutdown: Default::default(),
             budget: MemoryBudget::new(1 << 20),

@@ -37,11 +37,13 @@ pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: Li
         };
         if !ctx.allowed(peer.ip()) {
             Metrics::add(&ctx.metrics.connections_refused, 1);
+            Metrics::add(&ctx.counters.connections_refused, 1);
             tracing::info!("refused {peer}: not in the allowlist");
             continue;
         }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             Metrics::add(&ctx.metrics.connections_refused, 1);
+            Metrics::add(&ctx.counters.connections_refused, 1);
             tracing::warn!(
                 "refused {peer}: max_connections ({}) reached",
                 config.max_connections
@@ -50,9 +52,11 @@ pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: Li
         };
         set_keepalive(&stream, config.keepalive);
         Metrics::add(&ctx.metrics.connections_accepted, 1);
+        Metrics::add(&ctx.counters.connections_accepted, 1);
         let (config, ctx, tls) = (config.clone(), ctx.clone(), tls.clone());
         connections.spawn(async move {
             Metrics::add(&ctx.metrics.connections_active, 1);
+            Metrics::add(&ctx.counters.connections_active, 1);
             match tls {
                 None => read_stream(stream, peer, &config, &ctx).await,
                 Some(acceptor) => {
@@ -62,6 +66,9 @@ pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: Li
                 }
             }
             ctx.metrics
+                .connections_active
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            ctx.counters
                 .connections_active
                 .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             drop(slot);
@@ -117,6 +124,7 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(Ok(0)) => true,
             Ok(Ok(n)) => {
                 Metrics::add(&ctx.metrics.tcp_bytes, n as u64);
+                Metrics::add(&ctx.counters.bytes, n as u64);
                 false
             }
             Ok(Err(e)) => {
@@ -152,6 +160,7 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
             );
             full.charge_to(&ctx.budget);
             Metrics::add(&ctx.metrics.tcp_frames, full.len() as u64);
+            Metrics::add(&ctx.counters.messages, full.len() as u64);
             // Waits while the workers are behind: this is the backpressure.
             if ctx.queue.send_async(full).await.is_err() {
                 tracing::error!("{peer}: the pipeline is gone; closing");

@@ -41,6 +41,9 @@ pub enum TlsSetupError {
 #[derive(Clone)]
 pub struct Acceptor {
     inner: TlsAcceptor,
+    /// A hash of the certificate, key and CA files as read, so that a reload can tell a
+    /// renewed certificate from the one in use.
+    files_hash: u64,
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
@@ -101,9 +104,22 @@ impl Acceptor {
                     .with_single_cert(chain, key)?
             }
         };
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        for path in [Some(cert_path), Some(key_path), client_ca]
+            .into_iter()
+            .flatten()
+        {
+            hasher.update(&std::fs::read(path).unwrap_or_default());
+        }
         Ok(Self {
             inner: TlsAcceptor::from(Arc::new(server)),
+            files_hash: hasher.digest(),
         })
+    }
+
+    /// Identifies the files this acceptor was built from (see `files_hash`).
+    pub fn fingerprint(&self) -> String {
+        format!("tls:{:016x}", self.files_hash)
     }
 
     /// Runs the handshake; `None` (counted and logged) when it fails or takes too long.

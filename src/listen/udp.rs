@@ -56,6 +56,8 @@ pub async fn serve(socket: UdpSocket, config: Arc<ListenerSettings>, ctx: Listen
                 Ok((n, peer)) => {
                     Metrics::add(&ctx.metrics.udp_datagrams, 1);
                     Metrics::add(&ctx.metrics.udp_bytes, n as u64);
+                    Metrics::add(&ctx.counters.messages, 1);
+                    Metrics::add(&ctx.counters.bytes, n as u64);
                     if !ctx.allowed(peer.ip()) {
                         Metrics::add(&ctx.metrics.udp_denied, 1);
                     } else {

@@ -139,6 +139,8 @@ impl Delivery {
         let route = self.route(batch.table);
         let Some(name) = route.name.as_deref() else {
             Metrics::add(&self.metrics.rows_unrouted, batch.rows as u64);
+            self.metrics
+                .add_route_rows(batch.table.name(), "unrouted", batch.rows as u64);
             return Settled::Yes;
         };
         if self.output.takes_whole_batches() {
@@ -221,6 +223,7 @@ impl Delivery {
                     Outcome::Delivered => {
                         let n = whole_batch_rows.unwrap_or(rows.len());
                         Metrics::add(&self.metrics.rows_delivered, n as u64);
+                        self.metrics.add_route_rows(name, "delivered", n as u64);
                         Metrics::add(&self.metrics.requests_delivered, 1);
                         break;
                     }
@@ -270,6 +273,7 @@ impl Delivery {
                     }
                     Outcome::RouteBroken { reason } | Outcome::NotFound { reason } => {
                         if !route.stopped.swap(true, Ordering::Relaxed) {
+                            self.metrics.route_stopped(name);
                             tracing::error!(
                                 "{name}: route stopped: {reason}; its rows now go to the dead-letter queue {}",
                                 self.dead_letters.path().display()
@@ -305,6 +309,8 @@ impl Delivery {
             .collect();
         let rows = rows.as_slice();
         Metrics::add(&self.metrics.rows_dead_lettered, rows.len() as u64);
+        self.metrics
+            .add_route_rows(route, "dead_lettered", rows.len() as u64);
         tracing::warn!("{route}: {} row(s) dead-lettered: {error}", rows.len());
         if let Err(e) = self.dead_letters.store(table, route, error, rows) {
             Metrics::add(&self.metrics.output_errors, 1);
@@ -318,22 +324,36 @@ impl Delivery {
     }
 }
 
-/// Runs `delivery` over the buffer until it ends, with up to `concurrency` batches in
-/// flight (1 keeps the order). A settled lease is acknowledged; one left undelivered at a
-/// give-up is kept (the spool holds it for the next start).
-pub async fn serve(delivery: Arc<Delivery>, reader: Reader, concurrency: usize) {
+/// Runs `delivery` over the buffer until it ends or `stop` fires, with up to `concurrency`
+/// batches in flight (1 keeps the order). A settled lease is acknowledged; one left
+/// undelivered at a give-up is kept (the spool holds it for the next start). `stop` (a
+/// reload replacing this output) only ends the taking of new batches: those in flight are
+/// still settled here, while the reader serves the next output.
+pub async fn serve(
+    delivery: Arc<Delivery>,
+    reader: Arc<Reader>,
+    concurrency: usize,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let durable = reader.is_durable();
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
-    while let Some(lease) = reader.next().await {
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        // Both are cancel-safe: a batch is taken out of the buffer only when `next` returns.
+        let lease = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            lease = reader.next() => lease,
+        };
+        let Some(lease) = lease else { break };
         if durable && delivery.give_up.is_cancelled() {
             // Out of time: what is left stays in the spool for the next start.
             lease.keep();
             break;
         }
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            break;
-        };
         let delivery = delivery.clone();
         tasks.spawn(async move {
             match delivery.deliver(lease.batch(), durable).await {

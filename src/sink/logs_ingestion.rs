@@ -177,6 +177,12 @@ impl Output for LogsIngestionApi {
             }
         };
         let status = response.status().as_u16();
+        let error_code = response
+            .headers()
+            .get("x-ms-error-code")
+            .and_then(|v| v.to_str().ok());
+        self.metrics
+            .record_response("logs-ingestion", stream, status, error_code);
         if status == 204 || status == 200 {
             return Outcome::Delivered;
         }

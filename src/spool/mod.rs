@@ -78,6 +78,14 @@ struct Inner {
     closed: bool,
     /// Shutting down: what is still in memory goes to disk even past `max_bytes`.
     overflow: bool,
+    /// When each chunk still on disk (waiting or being delivered) was written, in Unix ms,
+    /// by sequence number: the first is the oldest.
+    written: std::collections::BTreeMap<u64, u64>,
+}
+
+fn unix_ms(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The spool. Producers (decode threads) block in [`Spool::append`] while it is full;
@@ -151,6 +159,7 @@ impl Spool {
                 bytes: 0,
                 closed: false,
                 overflow: false,
+                written: Default::default(),
             }),
             space: Condvar::new(),
             ready: tokio::sync::Notify::new(),
@@ -161,10 +170,13 @@ impl Spool {
         for (seq, path) in found {
             match spool.read_path(&path) {
                 Ok(batch) => {
-                    let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    let meta = fs::metadata(&path).ok();
+                    let size = meta.as_ref().map_or(0, |m| m.len());
+                    let written = meta.and_then(|m| m.modified().ok()).map_or(0, unix_ms);
                     let mut inner = spool.inner.lock().expect("spool lock");
                     inner.queued.push_back(Chunk { seq, size });
                     inner.bytes += size;
+                    inner.written.insert(seq, written);
                     recovery.chunks += 1;
                     recovery.rows += batch.rows;
                 }
@@ -191,6 +203,10 @@ impl Spool {
         self.metrics
             .spool_chunks
             .store(inner.queued.len() as u64, Ordering::Relaxed);
+        self.metrics.spool_oldest_chunk_unix_ms.store(
+            inner.written.values().next().copied().unwrap_or(0),
+            Ordering::Relaxed,
+        );
     }
 
     /// Writes `batch` as a chunk and returns once it is durable (per the fsync policy).
@@ -209,12 +225,16 @@ impl Spool {
                 if !waited {
                     waited = true;
                     Metrics::add(&self.metrics.spool_full_waits, 1);
+                    self.metrics.spool_full_now.store(1, Ordering::Relaxed);
                     tracing::warn!(
                         "spool full ({} bytes): holding input until the output catches up",
                         inner.bytes
                     );
                 }
                 inner = self.space.wait(inner).expect("spool lock");
+            }
+            if waited {
+                self.metrics.spool_full_now.store(0, Ordering::Relaxed);
             }
             inner.next_seq += 1;
             inner.next_seq - 1
@@ -235,6 +255,9 @@ impl Spool {
                     let mut inner = self.inner.lock().expect("spool lock");
                     inner.queued.push_back(Chunk { seq, size });
                     inner.bytes += size;
+                    inner
+                        .written
+                        .insert(seq, unix_ms(std::time::SystemTime::now()));
                     drop(inner);
                     Metrics::add(&self.metrics.spool_chunks_written, 1);
                     self.update_gauges();
@@ -389,6 +412,7 @@ impl Spool {
     pub fn release(&self, chunk: Chunk) {
         let mut inner = self.inner.lock().expect("spool lock");
         inner.bytes = inner.bytes.saturating_sub(chunk.size);
+        inner.written.remove(&chunk.seq);
         drop(inner);
         self.space.notify_all();
         self.update_gauges();

@@ -21,6 +21,8 @@ pub struct Cefgate {
     pub udp: Option<SocketAddr>,
     pub tcp: Option<SocketAddr>,
     pub tls: Option<SocketAddr>,
+    /// `[metrics] address`, when configured.
+    pub metrics: Option<SocketAddr>,
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
@@ -98,6 +100,7 @@ impl Cefgate {
             udp: None,
             tcp: None,
             tls: None,
+            metrics: None,
             stderr,
         };
         wait_for("cefgate to be ready", DEADLINE, || {
@@ -111,6 +114,9 @@ impl Cefgate {
             lines.iter().any(|l| l.ends_with(" ready")).then_some(())
         });
         for line in me.stderr.lock().unwrap().iter() {
+            if let Some(rest) = line.split("/ready on http://").nth(1) {
+                me.metrics = Some(rest.trim().parse().unwrap());
+            }
             if let Some(rest) = line.split("listening on ").nth(1) {
                 let (protocol, address) = rest.split_once(' ').unwrap();
                 let address: SocketAddr = address.trim().parse().unwrap();
@@ -309,6 +315,25 @@ impl Drop for Emulator {
 }
 
 /// A loopback port that was free a moment ago.
+/// `GET path` over HTTP/1.0: the status and the body.
+pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).expect("the HTTP endpoint answers");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, body.to_string())
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
