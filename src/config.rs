@@ -138,8 +138,7 @@ pub struct ListenerConfig {
     #[serde(default = "defaults::handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
     /// UDP: the socket receive buffer asked of the kernel.
-    #[serde(default = "defaults::receive_buffer_bytes")]
-    pub receive_buffer_bytes: usize,
+    pub receive_buffer_bytes: Option<usize>,
     /// The zone of this listener's senders for timestamps without one (else `[record]`'s).
     pub timezone: Option<Spanned<String>>,
     /// Per-sender zones: CIDR range or address -> zone; the most specific range wins.
@@ -426,6 +425,10 @@ pub struct ConfigProblem {
 
 impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            // Not about a place in the file (it cannot be read, or names no key).
+            return write!(f, "{}: {}", self.file, self.message);
+        }
         write!(
             f,
             "{}:{}:{}: {}",
@@ -564,6 +567,27 @@ impl Config {
         Self::parse(&name, &text)
     }
 
+    /// Reads and parses a file without checking it or reading its secrets: enough to find
+    /// local files (`cefgate dlq list`), never enough to run.
+    pub fn load_unchecked(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            problems: vec![ConfigProblem {
+                file: name.clone(),
+                line: 0,
+                column: 0,
+                message: format!("cannot read the configuration: {e}"),
+            }],
+        })?;
+        let at = Locator {
+            file: &name,
+            text: &text,
+        };
+        toml::from_str(&text).map_err(|e| ConfigError {
+            problems: vec![at.problem(e.span(), e.message().trim().to_string())],
+        })
+    }
+
     /// The embedded default configuration.
     pub fn embedded() -> (Config, Resolved) {
         Self::parse("<embedded default>", EMBEDDED_DEFAULT).expect("the embedded default is valid")
@@ -632,7 +656,8 @@ impl Config {
             range("handshake_timeout_ms", l.handshake_timeout_ms, 100, 600_000);
             range(
                 "receive_buffer_bytes",
-                l.receive_buffer_bytes as u64,
+                l.receive_buffer_bytes
+                    .unwrap_or_else(defaults::receive_buffer_bytes) as u64,
                 4096,
                 1 << 30,
             );
@@ -713,7 +738,10 @@ impl Config {
                     keepalive: (l.keepalive_secs > 0)
                         .then(|| Duration::from_secs(l.keepalive_secs)),
                     handshake_timeout: Duration::from_millis(l.handshake_timeout_ms),
-                    receive_buffer_bytes: l.receive_buffer_bytes,
+                    receive_buffer_bytes: l
+                        .receive_buffer_bytes
+                        .unwrap_or_else(defaults::receive_buffer_bytes),
+                    receive_buffer_asked: l.receive_buffer_bytes.is_some(),
                     allow,
                     tls,
                     zones: std::sync::Arc::new(zones),
@@ -897,10 +925,21 @@ fn read_secret(
     Ok(Secret::new(value.trim().to_string()))
 }
 
-/// Where cefgate keeps state it makes itself: `$STATE_DIRECTORY` (set by systemd's
+/// `--state-dir`, when given: wins over the environment.
+static STATE_FOLDER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the state folder for this process (`--state-dir`); the first call wins.
+pub fn set_state_folder(dir: PathBuf) {
+    let _ = STATE_FOLDER.set(dir);
+}
+
+/// Where cefgate keeps state it makes itself: `--state-dir`, else `$STATE_DIRECTORY` (set by systemd's
 /// `StateDirectory=`), else `$XDG_STATE_HOME/cefgate`, else `~/.local/state/cefgate`, else
 /// `/var/lib/cefgate`.
 pub fn state_folder() -> PathBuf {
+    if let Some(dir) = STATE_FOLDER.get() {
+        return dir.clone();
+    }
     let var = |name: &str| {
         std::env::var_os(name)
             .filter(|v| !v.is_empty())

@@ -23,6 +23,20 @@ use cefgate::record::{RecordSettings, RowBuilder, TimeSource};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines look on stderr: text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Folder for files cefgate makes itself (the dead-letter file when no spool or path is
+    /// configured). Default: $STATE_DIRECTORY (systemd), $XDG_STATE_HOME/cefgate,
+    /// ~/.local/state/cefgate, /var/lib/cefgate.
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -35,8 +49,16 @@ enum Command {
     },
     /// Validate a configuration file and report every problem with its location.
     Check {
-        #[arg(long, value_name = "FILE")]
-        config: PathBuf,
+        /// The configuration file (TOML).
+        #[arg(value_name = "FILE", required_unless_present = "config")]
+        file: Option<PathBuf>,
+        /// The same, as an option.
+        #[arg(long = "config", value_name = "FILE", conflicts_with = "file")]
+        config: Option<PathBuf>,
+        /// Also try the output: get a token and post an empty batch to every route, and say
+        /// what to fix when Azure refuses.
+        #[arg(long)]
+        live: bool,
     },
     /// Turn captured messages (one per line) into the JSON rows cefgate would post.
     Convert(ConvertArgs),
@@ -129,7 +151,8 @@ struct EmulateArgs {
 
 #[derive(Subcommand)]
 enum DlqAction {
-    /// Count dead-lettered rows by route and error.
+    /// Count dead-lettered rows by route and error (reads only the local file: no secret
+    /// needed).
     List {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
@@ -141,6 +164,9 @@ enum DlqAction {
         /// Give up after this long; rows still undelivered go back to the queue.
         #[arg(long, default_value_t = 300)]
         timeout_secs: u64,
+        /// Only say what would be sent (no secret needed, nothing sent or moved).
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -198,10 +224,19 @@ struct ConvertArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    if let Some(dir) = cli.state_dir {
+        cefgate::config::set_state_folder(dir);
+    }
+    let format = cli.log_format;
+    // `run` sets up logging once its configuration (with `[log] level`) is read.
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging(format, None);
+    }
     let result = match cli.command {
-        Command::Run { config } => run(config),
-        Command::Check { config } => check(&config),
+        Command::Run { config } => run(config, format),
+        Command::Check { file, config, live } => {
+            check(&file.or(config).expect("clap requires one"), live)
+        }
         Command::Convert(args) => convert(args),
         Command::Replay(args) => replay(args),
         #[cfg(feature = "emulator")]
@@ -231,16 +266,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to stderr (stdout may carry rows); `RUST_LOG` adjusts the level.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+/// Logs go to stderr (stdout may carry rows). The level is `RUST_LOG` when set, else
+/// `[log] level`, else info.
+fn init_logging(format: LogFormat, level: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::try_new(level.unwrap_or("info"))
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    });
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
-        .with_ansi(io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 fn load(config: Option<&PathBuf>) -> Result<(Config, Resolved), String> {
@@ -250,19 +290,45 @@ fn load(config: Option<&PathBuf>) -> Result<(Config, Resolved), String> {
     }
 }
 
-fn check(path: &PathBuf) -> Result<(), String> {
-    let (config, _) = load(Some(path))?;
+fn check(path: &PathBuf, live: bool) -> Result<(), String> {
+    let (config, resolved) = load(Some(path))?;
     println!(
         "{}: valid ({} listener{})",
         path.display(),
         config.listener.len(),
         if config.listener.len() == 1 { "" } else { "s" }
     );
-    Ok(())
+    if !live {
+        return Ok(());
+    }
+    let answers = cefgate::sink::probe(&resolved.output).map_err(|e| e.to_string())?;
+    let mut failed = 0;
+    for (route, answer) in &answers {
+        match answer {
+            Ok(note) => println!("{route}: ok{note}"),
+            Err(what) => {
+                failed += 1;
+                println!("{route}: FAILED: {what}");
+            }
+        }
+    }
+    if answers.is_empty() {
+        println!("no route is on: nothing to try");
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(format!("{n} route(s) failed the live check (see above)")),
+    }
 }
 
-fn run(path: Option<PathBuf>) -> Result<(), String> {
-    let (config, resolved) = load(path.as_ref())?;
+fn run(path: Option<PathBuf>, format: LogFormat) -> Result<(), String> {
+    let loaded = load(path.as_ref());
+    let level = loaded
+        .as_ref()
+        .ok()
+        .and_then(|(c, _)| c.log.level.as_ref().map(|l| l.get_ref().clone()));
+    init_logging(format, level.as_deref());
+    let (config, resolved) = loaded?;
     let metrics = std::sync::Arc::new(cefgate::metrics::Metrics::default());
     let result = cefgate::run::run(config, resolved, metrics.clone(), path);
     // The counters are printed however the run ended: they say what was read and where it went.
@@ -273,7 +339,8 @@ fn run(path: Option<PathBuf>) -> Result<(), String> {
 fn dlq(action: DlqAction) -> Result<(), String> {
     match action {
         DlqAction::List { config } => {
-            let (config, _) = load(Some(&config))?;
+            let config = Config::load_unchecked(&config)
+                .map_err(|e| format!("invalid configuration:\n{e}"))?;
             let path = config.dead_letter_path();
             let s = cefgate::dlq::list(&path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -292,6 +359,27 @@ fn dlq(action: DlqAction) -> Result<(), String> {
         DlqAction::Replay {
             config,
             timeout_secs,
+            dry_run: true,
+        } => {
+            let config = Config::load_unchecked(&config)
+                .map_err(|e| format!("invalid configuration:\n{e}"))?;
+            let path = config.dead_letter_path();
+            let s = cefgate::dlq::list(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            println!(
+                "would send {} row(s) from {} (waiting up to {timeout_secs} s); nothing was sent",
+                s.entries,
+                path.display()
+            );
+            for ((route, error), n) in &s.by_cause {
+                println!("{n:>8}  {route}  {error}");
+            }
+            Ok(())
+        }
+        DlqAction::Replay {
+            config,
+            timeout_secs,
+            dry_run: false,
         } => {
             let (_, resolved) = load(Some(&config))?;
             let o = cefgate::dlq::replay(

@@ -131,6 +131,8 @@ struct Counts {
     columns_dropped: u64,
     /// Rows whose TimeGenerated was outside the window and replaced, as Azure does.
     time_generated_replaced: u64,
+    /// Logs Ingestion requests that came gzip-compressed (also counted, once, by status).
+    gzip_requests: u64,
 }
 
 struct State {
@@ -244,7 +246,7 @@ pub async fn serve(
 
 fn counts_json(state: &State) -> Value {
     let counts = state.counts.lock().expect("counts");
-    json!({"rows": counts.rows, "requests": counts.requests, "tokens_issued": counts.tokens_issued, "columns_dropped": counts.columns_dropped, "time_generated_replaced": counts.time_generated_replaced})
+    json!({"rows": counts.rows, "requests": counts.requests, "tokens_issued": counts.tokens_issued, "columns_dropped": counts.columns_dropped, "time_generated_replaced": counts.time_generated_replaced, "gzip_requests": counts.gzip_requests})
 }
 
 fn count_request(state: &State, api: &str, status: StatusCode) {

@@ -60,6 +60,9 @@ pub struct ListenerSettings {
     pub handshake_timeout: Duration,
     /// UDP: the socket receive buffer asked of the kernel.
     pub receive_buffer_bytes: usize,
+    /// The configuration asked for `receive_buffer_bytes` (rather than taking the default):
+    /// getting less is then worth a warning.
+    pub receive_buffer_asked: bool,
     /// Senders allowed; empty allows everyone.
     pub allow: Vec<IpNet>,
     pub tls: Option<tls::Acceptor>,

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use socket2::{Domain, Protocol as SockProtocol, Socket, Type};
 use tokio::net::UdpSocket;
@@ -26,17 +27,26 @@ pub fn bind(config: &ListenerSettings, address: SocketAddr) -> std::io::Result<U
     }
     // Linux reports twice what it grants (bookkeeping overhead).
     let granted = socket.recv_buffer_size().unwrap_or(0) / 2;
-    if granted < config.receive_buffer_bytes {
-        tracing::warn!(
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    if granted < config.receive_buffer_bytes && !CAPPED_SAID.swap(true, Ordering::Relaxed) {
+        // Once per process, after the bind worked; a warning only when it was asked for.
+        let text = format!(
             "udp {address}: the kernel capped the receive buffer at {granted} bytes \
              ({} asked); raise net.core.rmem_max to absorb bursts",
             config.receive_buffer_bytes
         );
+        if config.receive_buffer_asked {
+            tracing::warn!("{text}");
+        } else {
+            tracing::info!("{text}");
+        }
     }
-    socket.set_nonblocking(true)?;
-    socket.bind(&address.into())?;
     UdpSocket::from_std(socket.into())
 }
+
+/// The capped-buffer note was given.
+static CAPPED_SAID: AtomicBool = AtomicBool::new(false);
 
 /// Receives until shutdown. Datagrams are batched without waiting: after one arrives, those
 /// already queued in the kernel are taken too, up to a batch.

@@ -125,6 +125,18 @@ impl Delivery {
         }
     }
 
+    /// Sends an empty request to every route that is on (`cefgate check --live`): the
+    /// service then checks credentials, permissions and the route without taking a row.
+    pub async fn probe(&self) -> Vec<(String, Outcome)> {
+        let mut answers = Vec::new();
+        for route in &self.routes {
+            if let Some(name) = &route.name {
+                answers.push((name.clone(), self.output.send(name, &[]).await));
+            }
+        }
+        answers
+    }
+
     fn route(&self, table: Table) -> &Route {
         self.routes
             .iter()

@@ -197,7 +197,8 @@ impl Output for LogsIngestionApi {
             401 => Outcome::Unauthorized {
                 reason: format!(
                     "{detail}: the token was refused; if the error is InvalidAudience, the scope must be \
-                     https://monitor.azure.com//.default (or the sovereign cloud's monitor audience)"
+                     https://monitor.azure.com//.default (or the sovereign cloud's monitor audience); \
+                     if the token expired at once, this machine's clock is off (check NTP)"
                 ),
             },
             403 => Outcome::Unauthorized {

@@ -155,3 +155,39 @@ fn local(
         concurrency: 1,
     }
 }
+
+/// `cefgate check --live`: builds the output and sends an empty request to every route, so
+/// that Azure checks the credential, the role and the route without taking a row. Each
+/// route's answer is `Ok(note)` or what to fix.
+#[allow(clippy::type_complexity)]
+pub fn probe(settings: &OutputSettings) -> Result<Vec<(String, Result<String, String>)>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let _guard = runtime.enter();
+    let built =
+        build(settings, Arc::default(), CancellationToken::new()).map_err(|e| e.to_string())?;
+    let answers = runtime.block_on(built.delivery.probe());
+    Ok(answers
+        .into_iter()
+        .map(|(route, outcome)| {
+            let verdict = match outcome {
+                retry::Outcome::Delivered | retry::Outcome::TooLarge => Ok(String::new()),
+                retry::Outcome::RetryAfter(wait) => Ok(format!(
+                    " (throttled: the service asked to wait {wait:?}, but it took the request)"
+                )),
+                retry::Outcome::Rejected { error } => {
+                    Err(format!("the service refused the request: {error}"))
+                }
+                retry::Outcome::Transient { reason } => Err(format!(
+                    "the service did not answer usefully ({reason}); check endpoint, proxy (HTTPS_PROXY) and network"
+                )),
+                retry::Outcome::Unauthorized { reason }
+                | retry::Outcome::RouteBroken { reason }
+                | retry::Outcome::NotFound { reason } => Err(reason),
+            };
+            (route, verdict)
+        })
+        .collect())
+}

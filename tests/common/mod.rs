@@ -81,9 +81,24 @@ impl Cefgate {
         config: &str,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_in(dir, output, config, env, None)
+    }
+
+    /// As [`Cefgate::start_raw`], started in the folder `cwd`.
+    pub fn start_in(
+        dir: tempfile::TempDir,
+        output: PathBuf,
+        config: &str,
+        env: &[(&str, &str)],
+        cwd: Option<&std::path::Path>,
+    ) -> Self {
         let config_path = dir.path().join("cefgate.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cefgate"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cefgate"));
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .args(["run", "--config"])
             .arg(&config_path)
             .envs(env.iter().copied())
