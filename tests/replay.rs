@@ -204,5 +204,17 @@ fn tls_replay_needs_the_ca_and_delivers() {
     ]);
     let rows = gate.wait_rows(3);
     assert!(rows.iter().all(|r| r["DeviceVendor"] == "Fortinet"));
-    gate.stop();
+    // A CA that did not sign the server's certificate (here the server's own certificate
+    // given as the CA): the handshake fails, and replay says so before counting anything.
+    let out = Command::new(env!("CARGO_BIN_EXE_cefgate"))
+        .args(["replay", "--to", &to, "--ca"])
+        .arg(d.join("server.pem"))
+        .arg(&fixture)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the TLS handshake with"), "{stderr}");
+    assert!(!stderr.contains("failed after"), "{stderr}");
+    assert_eq!(gate.stop().get("rows_total"), 3);
 }

@@ -17,6 +17,11 @@ use crate::metrics::Metrics;
 const READ_SIZE: usize = 64 * 1024;
 
 /// Accepts connections until shutdown. `tls`, when set, wraps each one first.
+/// One line per 10 s for faults that repeat per connection; the counters have them all.
+static ACCEPT_FAILED: crate::metrics::Throttle =
+    crate::metrics::Throttle::new(Duration::from_secs(10));
+static REFUSED: crate::metrics::Throttle = crate::metrics::Throttle::new(Duration::from_secs(10));
+
 pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: ListenerContext) {
     let tls = config.tls.clone();
     let slots = Arc::new(Semaphore::new(config.max_connections));
@@ -30,7 +35,9 @@ pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: Li
             Ok(a) => a,
             Err(e) => {
                 // Out of descriptors and the like: wait a moment rather than spin.
-                tracing::warn!("accept failed: {e}");
+                if let Some(held) = ACCEPT_FAILED.allow() {
+                    tracing::warn!("accept failed: {e}{}", crate::metrics::held_back(held));
+                }
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -38,16 +45,24 @@ pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: Li
         if !ctx.allowed(peer.ip()) {
             Metrics::add(&ctx.metrics.connections_refused, 1);
             Metrics::add(&ctx.counters.connections_refused, 1);
-            tracing::info!("refused {peer}: not in the allowlist");
+            if let Some(held) = REFUSED.allow() {
+                tracing::info!(
+                    "refused {peer}: not in the allowlist{}",
+                    crate::metrics::held_back(held)
+                );
+            }
             continue;
         }
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             Metrics::add(&ctx.metrics.connections_refused, 1);
             Metrics::add(&ctx.counters.connections_refused, 1);
-            tracing::warn!(
-                "refused {peer}: max_connections ({}) reached",
-                config.max_connections
-            );
+            if let Some(held) = REFUSED.allow() {
+                tracing::warn!(
+                    "refused {peer}: max_connections ({}) reached{}",
+                    config.max_connections,
+                    crate::metrics::held_back(held)
+                );
+            }
             continue;
         };
         set_keepalive(&stream, config.keepalive);

@@ -37,6 +37,10 @@ pub enum TlsSetupError {
     ClientCa { path: String, reason: String },
 }
 
+/// One line per 10 s for failed handshakes (scanners make many); all are counted.
+static HANDSHAKE_FAILED: crate::metrics::Throttle =
+    crate::metrics::Throttle::new(std::time::Duration::from_secs(10));
+
 /// Accepts TLS 1.2 and 1.3 sessions with a handshake deadline.
 #[derive(Clone)]
 pub struct Acceptor {
@@ -138,15 +142,23 @@ impl Acceptor {
             Ok(Ok(tls)) => Some(tls),
             Ok(Err(e)) => {
                 Metrics::add(&ctx.metrics.tls_handshake_failures, 1);
-                tracing::warn!("{peer}: TLS handshake failed: {e}");
+                if let Some(held) = HANDSHAKE_FAILED.allow() {
+                    tracing::warn!(
+                        "{peer}: TLS handshake failed: {e}{}",
+                        crate::metrics::held_back(held)
+                    );
+                }
                 None
             }
             Err(_) => {
                 Metrics::add(&ctx.metrics.tls_handshake_failures, 1);
-                tracing::warn!(
-                    "{peer}: TLS handshake timed out after {:?}",
-                    config.handshake_timeout
-                );
+                if let Some(held) = HANDSHAKE_FAILED.allow() {
+                    tracing::warn!(
+                        "{peer}: TLS handshake timed out after {:?}{}",
+                        config.handshake_timeout,
+                        crate::metrics::held_back(held)
+                    );
+                }
                 None
             }
         }

@@ -210,9 +210,16 @@ fn connect(plan: &ReplayPlan) -> Result<Connection, ReplayError> {
             let config = plan.tls.config()?;
             let name = ServerName::try_from(plan.target.host.clone())
                 .map_err(|e| ReplayError::Tls(format!("server name {}: {e}", plan.target.host)))?;
-            let conn = rustls::ClientConnection::new(config, name)
+            let mut conn = rustls::ClientConnection::new(config, name)
                 .map_err(|e| ReplayError::Tls(e.to_string()))?;
-            let s = TcpStream::connect(address).map_err(connect_err)?;
+            let mut s = TcpStream::connect(address).map_err(connect_err)?;
+            // The handshake now, so that a refused certificate is reported as such, before
+            // any message is counted as sent.
+            while conn.is_handshaking() {
+                conn.complete_io(&mut s).map_err(|e| {
+                    ReplayError::Tls(format!("the TLS handshake with {address} failed: {e}"))
+                })?;
+            }
             Connection::Tls(Box::new(BufWriter::with_capacity(
                 256 * 1024,
                 rustls::StreamOwned::new(conn, s),

@@ -94,6 +94,8 @@ pub struct Delivery {
     give_up: CancellationToken,
     /// The longest wait between retries.
     pub retry_max: Duration,
+    /// One dead-letter line per 10 s: a stopped route dead-letters every batch.
+    dead_letter_log: crate::metrics::Throttle,
 }
 
 /// What became of a batch.
@@ -122,6 +124,7 @@ impl Delivery {
             metrics,
             give_up,
             retry_max: Duration::from_secs(60),
+            dead_letter_log: crate::metrics::Throttle::new(Duration::from_secs(10)),
         }
     }
 
@@ -323,7 +326,13 @@ impl Delivery {
         Metrics::add(&self.metrics.rows_dead_lettered, rows.len() as u64);
         self.metrics
             .add_route_rows(route, "dead_lettered", rows.len() as u64);
-        tracing::warn!("{route}: {} row(s) dead-lettered: {error}", rows.len());
+        if let Some(held) = self.dead_letter_log.allow() {
+            tracing::warn!(
+                "{route}: {} row(s) dead-lettered: {error}{}",
+                rows.len(),
+                crate::metrics::held_back(held)
+            );
+        }
         if let Err(e) = self.dead_letters.store(table, route, error, rows) {
             Metrics::add(&self.metrics.output_errors, 1);
             Metrics::add(&self.metrics.rows_lost, rows.len() as u64);
