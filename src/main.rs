@@ -72,6 +72,13 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// Write the man page (cefgate.1) and shell completions (bash, zsh, fish) into a folder,
+    /// for packages.
+    #[command(hide = true)]
+    Assets {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Print the ARM template of a data collection rule for the logs-ingestion output.
     DcrTemplate {
         /// Route to custom CefGate_*_CL tables (created by the template) instead of the
@@ -242,6 +249,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "emulator")]
         Command::Emulate(args) => emulate(args),
         Command::Dlq { action } => dlq(action),
+        Command::Assets { out } => assets(&out),
         Command::DcrTemplate {
             custom_tables,
             cef_stream,
@@ -334,6 +342,28 @@ fn run(path: Option<PathBuf>, format: LogFormat) -> Result<(), String> {
     // The counters are printed however the run ended: they say what was read and where it went.
     eprint!("{}", metrics.report());
     result.map_err(|e| e.to_string())
+}
+
+/// The man page and completions, from the same clap definition the binary parses with.
+fn assets(out: &std::path::Path) -> Result<(), String> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let command = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command.clone())
+        .render(&mut page)
+        .map_err(|e| e.to_string())?;
+    std::fs::write(out.join("cefgate.1"), page).map_err(|e| e.to_string())?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        clap_complete::generate_to(shell, &mut command.clone(), "cefgate", out)
+            .map_err(|e| e.to_string())?;
+    }
+    println!(
+        "wrote cefgate.1 and completions for bash, zsh and fish to {}",
+        out.display()
+    );
+    Ok(())
 }
 
 fn dlq(action: DlqAction) -> Result<(), String> {
