@@ -137,6 +137,15 @@ pub struct ListenerConfig {
     /// TLS: time allowed for the handshake.
     #[serde(default = "defaults::handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
+    /// TCP/TLS: connections one sender address may hold at once.
+    #[serde(default = "defaults::max_connections_per_source")]
+    pub max_connections_per_source: usize,
+    /// TCP/TLS: the longest a partial frame may wait for its end.
+    #[serde(default = "defaults::frame_timeout_secs")]
+    pub frame_timeout_secs: u64,
+    /// TLS: handshakes in progress at once.
+    #[serde(default = "defaults::max_handshakes")]
+    pub max_handshakes: usize,
     /// UDP: the socket receive buffer asked of the kernel.
     pub receive_buffer_bytes: Option<usize>,
     /// The zone of this listener's senders for timestamps without one (else `[record]`'s).
@@ -364,6 +373,15 @@ mod defaults {
     pub fn keepalive_secs() -> u64 {
         60
     }
+    pub fn max_connections_per_source() -> usize {
+        64
+    }
+    pub fn frame_timeout_secs() -> u64 {
+        30
+    }
+    pub fn max_handshakes() -> usize {
+        128
+    }
     pub fn handshake_timeout_ms() -> u64 {
         10_000
     }
@@ -526,6 +544,9 @@ pub struct Resolved {
     pub metrics_address: Option<SocketAddr>,
     /// `[metrics] summary_interval_secs`, unless 0.
     pub summary_interval: Option<Duration>,
+    /// What is allowed but unwise (a key file others can read), with its place in the file:
+    /// printed by `check`, logged by `run`.
+    pub warnings: Vec<ConfigProblem>,
 }
 
 impl Config {
@@ -655,6 +676,14 @@ impl Config {
             range("keepalive_secs", l.keepalive_secs, 0, 86_400);
             range("handshake_timeout_ms", l.handshake_timeout_ms, 100, 600_000);
             range(
+                "max_connections_per_source",
+                l.max_connections_per_source as u64,
+                1,
+                65_536,
+            );
+            range("frame_timeout_secs", l.frame_timeout_secs, 1, 86_400);
+            range("max_handshakes", l.max_handshakes as u64, 1, 65_536);
+            range(
                 "receive_buffer_bytes",
                 l.receive_buffer_bytes
                     .unwrap_or_else(defaults::receive_buffer_bytes) as u64,
@@ -738,6 +767,9 @@ impl Config {
                     keepalive: (l.keepalive_secs > 0)
                         .then(|| Duration::from_secs(l.keepalive_secs)),
                     handshake_timeout: Duration::from_millis(l.handshake_timeout_ms),
+                    max_connections_per_source: l.max_connections_per_source,
+                    frame_timeout: Duration::from_secs(l.frame_timeout_secs),
+                    max_handshakes: l.max_handshakes,
                     receive_buffer_bytes: l
                         .receive_buffer_bytes
                         .unwrap_or_else(defaults::receive_buffer_bytes),
@@ -873,8 +905,35 @@ impl Config {
                 ),
             ));
         }
+        let mut warnings = Vec::new();
+        let secret_files = self
+            .listener
+            .iter()
+            .filter_map(|l| l.get_ref().key.as_ref())
+            .chain(
+                [
+                    &self.output.get_ref().client_secret_file,
+                    &self.output.get_ref().shared_key_file,
+                    &self.output.get_ref().client_key_file,
+                ]
+                .into_iter()
+                .flatten(),
+            );
+        for file in secret_files {
+            if let Some(mode) = open_to_others(file.get_ref()) {
+                warnings.push(at.problem(
+                    Some(file.span()),
+                    format!(
+                        "warning: {} holds a secret that other users can read (mode {mode:04o}); \
+                         chmod 600 it (or 640, group-owned by the service's group)",
+                        file.get_ref().display()
+                    ),
+                ));
+            }
+        }
         match output {
             Some(output) if problems.is_empty() => Ok(Resolved {
+                warnings,
                 zone,
                 time_generated,
                 listeners,
@@ -901,6 +960,15 @@ impl Config {
             }
         }
     }
+}
+
+/// The permission bits of a secret file that others may read, or its group write, or
+/// `None`. A key should be 0600, or 0640 group-owned by the service's group (the package's
+/// layout), so group read alone is fine.
+fn open_to_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+    (mode & 0o027 != 0).then_some(mode)
 }
 
 /// Reads a secret from the environment variable or the file named in the configuration.

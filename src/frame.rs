@@ -2,8 +2,11 @@
 //!
 //! The decoder never allocates for a frame and never trusts a length: an octet count larger
 //! than `max_message_bytes` is truncated or skipped as it streams past, so a hostile
-//! `999999999 ` costs nothing. Bytes that are no frame are passed on as a raw message
-//! (counted as a framing error) instead of closing the connection.
+//! `999999999 ` costs nothing. In `auto` mode such a count also cannot swallow the frames
+//! that follow it: where a line feed followed by `<` (the start of the next syslog frame)
+//! appears, the stream is taken up again there (`grammars/syslog.abnf`, "resynchronisation").
+//! Bytes that are no frame are passed on as a raw message (counted as a framing error)
+//! instead of closing the connection.
 
 use memchr::memchr2;
 
@@ -38,6 +41,8 @@ pub struct FrameStats {
     pub truncated: u64,
     pub dropped: u64,
     pub framing_errors: u64,
+    /// Bytes passed over without becoming part of a message: the rest of oversize frames.
+    pub skipped_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +50,9 @@ enum Skip {
     None,
     /// The rest of an oversize octet-counted frame.
     Bytes(usize),
+    /// The same in `auto` mode, where a line feed followed by `<` ends the skip early: the
+    /// count was a lie (or a line-framed sender's text) and the next frame starts there.
+    Resync(usize),
     /// The rest of an oversize newline-framed message.
     ToTrailer,
 }
@@ -84,18 +92,47 @@ impl FrameDecoder {
                 Skip::Bytes(n) => {
                     let take = n.min(buf.len() - pos);
                     pos += take;
+                    self.stats.skipped_bytes += take as u64;
                     if take < n {
                         self.skip = Skip::Bytes(n - take);
                         return pos;
                     }
                     self.skip = Skip::None;
                 }
+                Skip::Resync(n) => {
+                    let window = &buf[pos..pos + n.min(buf.len() - pos)];
+                    match frame_start(window) {
+                        Some(i) => {
+                            // Resume at the `<`; the LF before it is a trailer.
+                            pos += i;
+                            self.stats.skipped_bytes += i as u64;
+                            self.stats.framing_errors += 1;
+                            self.skip = Skip::None;
+                        }
+                        None => {
+                            // Keep a last LF: the `<` may come with the next read.
+                            let keep = usize::from(window.last() == Some(&b'\n') && !eof);
+                            let take = window.len() - keep;
+                            pos += take;
+                            self.stats.skipped_bytes += take as u64;
+                            if take < n {
+                                self.skip = Skip::Resync(n - take);
+                                return pos;
+                            }
+                            self.skip = Skip::None;
+                        }
+                    }
+                }
                 Skip::ToTrailer => match memchr2(b'\n', b'\0', &buf[pos..]) {
                     Some(i) => {
                         pos += i + 1;
+                        self.stats.skipped_bytes += (i + 1) as u64;
                         self.skip = Skip::None;
                     }
-                    None => return buf.len(),
+                    None => {
+                        self.stats.skipped_bytes += (buf.len() - pos) as u64;
+                        return buf.len();
+                    }
                 },
                 Skip::None => {}
             }
@@ -113,6 +150,21 @@ impl FrameDecoder {
         }
     }
 
+    /// True while the rest of an oversize frame is being passed over.
+    pub fn in_skip(&self) -> bool {
+        self.skip != Skip::None
+    }
+
+    /// Ends the frame in progress now (its deadline passed): what `buf` holds of it is
+    /// handed on, marked truncated (the caller counts it). A frame being skipped was handed
+    /// on already.
+    pub fn cut(&mut self, buf: &[u8], mut emit: impl FnMut(&[u8], bool)) {
+        if self.skip == Skip::None && !buf.is_empty() {
+            emit(trim_trailer(&buf[..buf.len().min(self.max)]), true);
+        }
+        self.skip = Skip::None;
+    }
+
     /// Decodes one frame at the start of `buf`; `None` means "need more bytes".
     fn next_frame(
         &mut self,
@@ -126,6 +178,11 @@ impl FrameDecoder {
                     return self.octet_frame(buf, len, header, eof, emit);
                 }
                 Header::NeedMore => return None,
+                Header::Bogus => {
+                    let used = self.newline_frame(buf, eof, emit)?;
+                    self.stats.framing_errors += 1;
+                    return Some(used);
+                }
                 Header::NotOctet if self.framing == Framing::OctetCounting => {
                     // Not a frame: pass the bytes up to the next trailer on as a raw
                     // message, counted once it is complete.
@@ -171,6 +228,18 @@ impl FrameDecoder {
             return Header::NotOctet;
         };
         let header = digits + 1;
+        if self.framing == Framing::Auto && buf[header] == b'<' && len > self.max {
+            // A count this program will not hold anyway: believed only if the bytes it
+            // claims (as far as `max_message_bytes`) start no other frame. `999999999 <...`
+            // followed by line-framed messages is a line of its own.
+            let seen = &buf[header..buf.len().min(header + self.max)];
+            if frame_start(seen).is_some() {
+                return Header::Bogus;
+            }
+            if seen.len() < self.max && !eof {
+                return Header::NeedMore;
+            }
+        }
         if self.framing == Framing::Auto && buf[header] != b'<' {
             // No PRI after the count: still a count if the counted bytes hold no line feed
             // (a newline-framed line that starts with a number has its LF inside them).
@@ -217,7 +286,7 @@ impl FrameDecoder {
         match self.oversize {
             Oversize::Drop => {
                 self.stats.dropped += 1;
-                self.skip = Skip::Bytes(len);
+                self.skip = self.skip_of(len);
                 Some(header)
             }
             Oversize::Truncate => {
@@ -227,9 +296,17 @@ impl FrameDecoder {
                 let keep = self.max.min(body.len());
                 self.stats.truncated += 1;
                 emit(trim_trailer(&body[..keep]), true);
-                self.skip = Skip::Bytes(len - keep);
+                self.skip = self.skip_of(len - keep);
                 Some(header + keep)
             }
+        }
+    }
+
+    fn skip_of(&self, n: usize) -> Skip {
+        if self.framing == Framing::Auto {
+            Skip::Resync(n)
+        } else {
+            Skip::Bytes(n)
         }
     }
 
@@ -266,9 +343,20 @@ impl FrameDecoder {
 }
 
 enum Header {
-    Count { len: usize, header: usize },
+    Count {
+        len: usize,
+        header: usize,
+    },
     NeedMore,
     NotOctet,
+    /// `auto`: a count larger than `max_message_bytes` whose bytes hold the start of
+    /// another frame: the line is read as a line.
+    Bogus,
+}
+
+/// Where the next syslog frame starts in `bytes`: just after a line feed followed by `<`.
+fn frame_start(bytes: &[u8]) -> Option<usize> {
+    memchr::memmem::find(bytes, b"\n<").map(|i| i + 1)
 }
 
 /// Strips trailing LF, CR and NUL.
@@ -307,6 +395,51 @@ mod tests {
 
     fn msgs(v: &[(String, bool)]) -> Vec<&str> {
         v.iter().map(|(m, _)| m.as_str()).collect()
+    }
+
+    #[test]
+    fn a_huge_count_in_front_of_line_framed_messages_swallows_nothing() {
+        let mut stream = b"999999999 <\n".to_vec();
+        for i in 0..1000 {
+            stream.extend_from_slice(format!("<13>msg {i}\n").as_bytes());
+        }
+        // Split at every size a socket might deliver.
+        for chunk in [1, 7, 100, 4096, stream.len()] {
+            let chunks: Vec<&[u8]> = stream.chunks(chunk).collect();
+            let (out, stats) = run(Framing::Auto, 1024, Oversize::Truncate, &chunks);
+            assert_eq!(out.len(), 1001, "chunk {chunk}");
+            assert_eq!(out[0].0, "999999999 <");
+            assert_eq!(out[1000].0, "<13>msg 999");
+            assert!(out.iter().all(|(_, t)| !t));
+            assert_eq!(stats.framing_errors, 1);
+        }
+    }
+
+    #[test]
+    fn a_huge_count_is_skipped_only_until_the_next_frame_starts() {
+        // The counted bytes hold no frame start within max_message_bytes: the count is
+        // believed, the frame truncated, and the skip stops at the next `LF <`.
+        let mut stream = b"999999 <13>".to_vec();
+        stream.extend(std::iter::repeat_n(b'x', 3000));
+        stream.extend_from_slice(b"\n<13>next\n5 <13>a");
+        for chunk in [1, 13, 1000, stream.len()] {
+            let chunks: Vec<&[u8]> = stream.chunks(chunk).collect();
+            let (out, stats) = run(Framing::Auto, 1024, Oversize::Truncate, &chunks);
+            assert_eq!(msgs(&out)[1..], ["<13>next", "<13>a"], "chunk {chunk}");
+            assert!(out[0].1, "the first is truncated");
+            assert_eq!(out[0].0.len(), 1024);
+            assert_eq!(stats.truncated, 1);
+            assert_eq!(stats.skipped_bytes, 3000 + 4 - 1024 + 1);
+        }
+        // Octet counting is told, not guessed: the count is trusted there.
+        let (out, stats) = run(
+            Framing::OctetCounting,
+            16,
+            Oversize::Drop,
+            &[b"30 <13>aaaa\n<13>bbbbbbbbbbbbbbbbb5 <13>c"],
+        );
+        assert_eq!(msgs(&out), ["<13>c"]);
+        assert_eq!((stats.dropped, stats.skipped_bytes), (1, 30));
     }
 
     #[test]

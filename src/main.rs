@@ -300,6 +300,9 @@ fn load(config: Option<&PathBuf>) -> Result<(Config, Resolved), String> {
 
 fn check(path: &PathBuf, live: bool) -> Result<(), String> {
     let (config, resolved) = load(Some(path))?;
+    for warning in &resolved.warnings {
+        eprintln!("{warning}");
+    }
     println!(
         "{}: valid ({} listener{})",
         path.display(),
@@ -337,6 +340,9 @@ fn run(path: Option<PathBuf>, format: LogFormat) -> Result<(), String> {
         .and_then(|(c, _)| c.log.level.as_ref().map(|l| l.get_ref().clone()));
     init_logging(format, level.as_deref());
     let (config, resolved) = loaded?;
+    for warning in &resolved.warnings {
+        tracing::warn!("{warning}");
+    }
     let metrics = std::sync::Arc::new(cefgate::metrics::Metrics::default());
     let result = cefgate::run::run(config, resolved, metrics.clone(), path);
     // The counters are printed however the run ended: they say what was read and where it went.

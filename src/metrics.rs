@@ -34,10 +34,20 @@ pub struct Metrics {
     /// Connections refused: over `max_connections` or outside the allowlist.
     pub connections_refused: AtomicU64,
     pub connections_idle_closed: AtomicU64,
+    /// Connections refused because their address held `max_connections_per_source`.
+    pub connections_refused_per_source: AtomicU64,
+    /// TLS connections refused because `max_handshakes` were in progress.
+    pub handshakes_refused: AtomicU64,
+    /// `accept` failures (out of descriptors, ...), each followed by a back-off.
+    pub accept_errors: AtomicU64,
+    /// Partial frames cut at `frame_timeout_secs` (their connections closed).
+    pub frames_timed_out: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
     /// Bytes between frames that were no frame; passed on as raw messages.
     pub framing_errors: AtomicU64,
     pub oversize_truncated: AtomicU64,
+    /// Bytes of oversize frames passed over (the rest of a frame longer than the limit).
+    pub framing_bytes_skipped: AtomicU64,
     pub oversize_dropped: AtomicU64,
     pub rows_cef: AtomicU64,
     pub rows_syslog: AtomicU64,
@@ -227,7 +237,7 @@ impl Metrics {
     /// and the summary line all read this one list.
     pub fn scalars(&self) -> Vec<(&'static str, Kind, &'static str, u64)> {
         use Kind::{Counter as C, Gauge as G};
-        let table: [(&'static str, Kind, &'static str, &AtomicU64); 45] = [
+        let table: [(&'static str, Kind, &'static str, &AtomicU64); 50] = [
             (
                 "udp_datagrams",
                 C,
@@ -320,6 +330,36 @@ impl Metrics {
                 C,
                 "Messages over max_message_bytes dropped (oversize = drop)",
                 &self.oversize_dropped,
+            ),
+            (
+                "connections_refused_per_source",
+                C,
+                "TCP/TLS connections refused: their address held max_connections_per_source",
+                &self.connections_refused_per_source,
+            ),
+            (
+                "handshakes_refused",
+                C,
+                "TLS connections refused: max_handshakes were in progress",
+                &self.handshakes_refused,
+            ),
+            (
+                "accept_errors",
+                C,
+                "accept failures (out of descriptors, ...), each followed by a back-off",
+                &self.accept_errors,
+            ),
+            (
+                "frames_timed_out",
+                C,
+                "Partial frames cut at frame_timeout_secs (their connections closed)",
+                &self.frames_timed_out,
+            ),
+            (
+                "framing_bytes_skipped",
+                C,
+                "Bytes of oversize frames passed over",
+                &self.framing_bytes_skipped,
             ),
             (
                 "rows_cef",

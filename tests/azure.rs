@@ -488,7 +488,10 @@ fn logs_ingestion_values_over_64_kb_are_cut_with_a_marker_and_counted() {
     assert_eq!(c.get("rows_delivered"), 2);
 }
 
-/// Four rows of about 30 KB, sent at once so that they travel in one request.
+/// Four rows of about 30 KB, sent at once so that they travel in one request (with one
+/// decode thread, so that they end in one batch).
+const ONE_DECODE_THREAD: &str = "[pipeline]\nworkers = 1\n";
+
 fn four_large_rows() -> Vec<String> {
     (0..4)
         .map(|i| cef(i, &format!("msg={}", "z".repeat(30_000))))
@@ -498,7 +501,11 @@ fn four_large_rows() -> Vec<String> {
 #[test]
 fn a_data_collector_404_on_a_large_request_is_split_once_and_delivered() {
     let emu = emulator(&["--data-collector-max-bytes", "100000"]);
-    let mut gate = gate_with_listener(&dc_output(&emu, ""), "max_message_bytes = 200000", "");
+    let mut gate = gate_with_listener(
+        &dc_output(&emu, ""),
+        "max_message_bytes = 200000",
+        ONE_DECODE_THREAD,
+    );
     send(&gate, &four_large_rows());
     let rows = emu.wait_rows("CommonSecurityLog_CL", 4);
     assert_eq!(rows.len(), 4);
@@ -515,7 +522,11 @@ fn a_data_collector_404_on_a_large_request_is_split_once_and_delivered() {
 #[test]
 fn a_data_collector_404_after_the_split_stops_the_route() {
     let emu = emulator(&["--data-collector-max-bytes", "20000"]);
-    let mut gate = gate_with_listener(&dc_output(&emu, ""), "max_message_bytes = 200000", "");
+    let mut gate = gate_with_listener(
+        &dc_output(&emu, ""),
+        "max_message_bytes = 200000",
+        ONE_DECODE_THREAD,
+    );
     send(&gate, &four_large_rows());
     common::wait_for("the route to stop", common::DEADLINE, || {
         gate.stderr().contains("route stopped").then_some(())

@@ -53,6 +53,15 @@ pub struct ListenerSettings {
     pub oversize: Oversize,
     /// TCP/TLS: connections served at once; more are refused (and counted).
     pub max_connections: usize,
+    /// TCP/TLS: connections one source address may hold at once, so that one host cannot
+    /// take every slot; more are refused (and counted).
+    pub max_connections_per_source: usize,
+    /// TCP/TLS: a partial frame older than this is handed on (marked truncated) and the
+    /// connection closed, however often bytes trickle in.
+    pub frame_timeout: Duration,
+    /// TLS: handshakes in progress at once. A connection takes one of `max_connections`
+    /// only once its handshake is done, so stalled handshakes cannot fill those.
+    pub max_handshakes: usize,
     /// TCP/TLS: a connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
     /// TCP/TLS: keepalive probes after this much idle time.

@@ -1,5 +1,6 @@
 //! TCP syslog (RFC 6587), and the connection reader TLS shares.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,86 +14,207 @@ use super::{FrameBatch, ListenerContext, ListenerSettings};
 use crate::frame::FrameDecoder;
 use crate::metrics::Metrics;
 
-/// Bytes asked of the socket per read.
-const READ_SIZE: usize = 64 * 1024;
+/// Bytes asked of the socket per read: a connection starts small and doubles its reads while
+/// they come back full, up to the largest. Memory a connection holds between reads is its
+/// read buffer and an unfinished frame, nothing more: its frames are handed on after every
+/// read, and a buffer left empty shrinks back.
+const READ_MIN: usize = 8 * 1024;
+const READ_MAX: usize = 64 * 1024;
 
-/// Accepts connections until shutdown. `tls`, when set, wraps each one first.
 /// One line per 10 s for faults that repeat per connection; the counters have them all.
 static ACCEPT_FAILED: crate::metrics::Throttle =
     crate::metrics::Throttle::new(Duration::from_secs(10));
 static REFUSED: crate::metrics::Throttle = crate::metrics::Throttle::new(Duration::from_secs(10));
 
+/// Connections per source address, for `max_connections_per_source`.
+#[derive(Default)]
+struct Sources(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection's place in [`Sources`], given back when the connection ends.
+struct SourceSlot {
+    sources: Arc<Sources>,
+    ip: IpAddr,
+}
+
+impl Sources {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<SourceSlot> {
+        let mut map = self.0.lock().expect("sources lock");
+        let n = map.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot {
+            sources: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut map = self.sources.0.lock().expect("sources lock");
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn refuse(ctx: &ListenerContext, peer: SocketAddr, why: std::fmt::Arguments<'_>) {
+    Metrics::add(&ctx.metrics.connections_refused, 1);
+    Metrics::add(&ctx.counters.connections_refused, 1);
+    if let Some(held) = REFUSED.allow() {
+        tracing::warn!("refused {peer}: {why}{}", crate::metrics::held_back(held));
+    }
+}
+
+/// Accepts connections until shutdown. `tls`, when set, wraps each one first.
+///
+/// Limits, checked in this order: the allowlist, `max_connections_per_source` (one host
+/// cannot take every slot), then for TLS `max_handshakes` (a handshake holds no connection
+/// slot: stalled handshakes cannot lock senders out), then `max_connections`. When the
+/// process runs out of descriptors, accepting backs off (10 ms doubling to 1 s) instead of
+/// spinning; the kernel queues (and then refuses) connections meanwhile.
 pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: ListenerContext) {
     let tls = config.tls.clone();
     let slots = Arc::new(Semaphore::new(config.max_connections));
+    let handshakes = Arc::new(Semaphore::new(config.max_handshakes));
+    let sources = Arc::new(Sources::default());
     let mut connections = tokio::task::JoinSet::new();
+    let mut backoff = Duration::ZERO;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = ctx.shutdown.cancelled() => break,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                backoff = Duration::ZERO;
+                a
+            }
             Err(e) => {
-                // Out of descriptors and the like: wait a moment rather than spin.
+                Metrics::add(&ctx.metrics.accept_errors, 1);
+                let out_of_descriptors = matches!(e.raw_os_error(), Some(EMFILE | ENFILE));
+                backoff = if out_of_descriptors {
+                    (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1))
+                } else {
+                    Duration::from_millis(10)
+                };
                 if let Some(held) = ACCEPT_FAILED.allow() {
-                    tracing::warn!("accept failed: {e}{}", crate::metrics::held_back(held));
+                    tracing::warn!(
+                        "accept failed: {e}{}; waiting {backoff:?}{}",
+                        if out_of_descriptors {
+                            " (out of file descriptors: raise LimitNOFILE / ulimit -n, or lower max_connections)"
+                        } else {
+                            ""
+                        },
+                        crate::metrics::held_back(held)
+                    );
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = ctx.shutdown.cancelled() => break,
+                }
                 continue;
             }
         };
         if !ctx.allowed(peer.ip()) {
-            Metrics::add(&ctx.metrics.connections_refused, 1);
-            Metrics::add(&ctx.counters.connections_refused, 1);
-            if let Some(held) = REFUSED.allow() {
-                tracing::info!(
-                    "refused {peer}: not in the allowlist{}",
-                    crate::metrics::held_back(held)
-                );
-            }
+            refuse(&ctx, peer, format_args!("not in the allowlist"));
             continue;
         }
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            Metrics::add(&ctx.metrics.connections_refused, 1);
-            Metrics::add(&ctx.counters.connections_refused, 1);
-            if let Some(held) = REFUSED.allow() {
-                tracing::warn!(
-                    "refused {peer}: max_connections ({}) reached{}",
-                    config.max_connections,
-                    crate::metrics::held_back(held)
-                );
-            }
+        let Some(source) = sources.take(peer.ip(), config.max_connections_per_source) else {
+            Metrics::add(&ctx.metrics.connections_refused_per_source, 1);
+            refuse(
+                &ctx,
+                peer,
+                format_args!(
+                    "its address holds max_connections_per_source ({}) connections",
+                    config.max_connections_per_source
+                ),
+            );
             continue;
         };
         set_keepalive(&stream, config.keepalive);
-        Metrics::add(&ctx.metrics.connections_accepted, 1);
-        Metrics::add(&ctx.counters.connections_accepted, 1);
-        let (config, ctx, tls) = (config.clone(), ctx.clone(), tls.clone());
-        connections.spawn(async move {
-            Metrics::add(&ctx.metrics.connections_active, 1);
-            Metrics::add(&ctx.counters.connections_active, 1);
-            match tls {
-                None => read_stream(stream, peer, &config, &ctx).await,
-                Some(acceptor) => {
-                    if let Some(stream) = acceptor.handshake(stream, peer, &config, &ctx).await {
-                        read_stream(stream, peer, &config, &ctx).await;
-                    }
-                }
+        let (config, ctx) = (config.clone(), ctx.clone());
+        match &tls {
+            None => {
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    refuse(
+                        &ctx,
+                        peer,
+                        format_args!("max_connections ({}) reached", config.max_connections),
+                    );
+                    continue;
+                };
+                Metrics::add(&ctx.metrics.connections_accepted, 1);
+                Metrics::add(&ctx.counters.connections_accepted, 1);
+                connections.spawn(async move {
+                    let _active = Active::new(&ctx);
+                    read_stream(stream, peer, &config, &ctx).await;
+                    drop((slot, source));
+                });
             }
-            ctx.metrics
-                .connections_active
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            ctx.counters
-                .connections_active
-                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            drop(slot);
-        });
+            Some(acceptor) => {
+                let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+                    Metrics::add(&ctx.metrics.handshakes_refused, 1);
+                    refuse(
+                        &ctx,
+                        peer,
+                        format_args!("max_handshakes ({}) in progress", config.max_handshakes),
+                    );
+                    continue;
+                };
+                let (acceptor, slots) = (acceptor.clone(), slots.clone());
+                connections.spawn(async move {
+                    let stream = acceptor.handshake(stream, peer, &config, &ctx).await;
+                    drop(handshake);
+                    let Some(stream) = stream else { return };
+                    let Ok(slot) = slots.try_acquire_owned() else {
+                        refuse(
+                            &ctx,
+                            peer,
+                            format_args!("max_connections ({}) reached", config.max_connections),
+                        );
+                        return;
+                    };
+                    Metrics::add(&ctx.metrics.connections_accepted, 1);
+                    Metrics::add(&ctx.counters.connections_accepted, 1);
+                    let _active = Active::new(&ctx);
+                    read_stream(stream, peer, &config, &ctx).await;
+                    drop((slot, source));
+                });
+            }
+        }
         // Reap finished connection tasks so the set does not grow.
         while connections.try_join_next().is_some() {}
     }
     // Shutdown: every connection stops reading, hands on what it has read, and ends.
     while connections.join_next().await.is_some() {}
+}
+
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+/// Counts a connection in `connections_active` while it lives.
+struct Active(ListenerContext);
+
+impl Active {
+    fn new(ctx: &ListenerContext) -> Self {
+        Metrics::add(&ctx.metrics.connections_active, 1);
+        Metrics::add(&ctx.counters.connections_active, 1);
+        Active(ctx.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.0.metrics.connections_active.fetch_sub(1, Relaxed);
+        self.0.counters.connections_active.fetch_sub(1, Relaxed);
+    }
 }
 
 fn set_keepalive(stream: &TcpStream, idle: Option<Duration>) {
@@ -114,14 +236,14 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &ListenerContext,
 ) {
     let mut decoder = FrameDecoder::new(config.framing, config.max_message_bytes, config.oversize);
-    let mut buf: Vec<u8> = Vec::with_capacity(READ_SIZE * 2);
-    let mut batch = FrameBatch::for_listener(READ_SIZE, &config.zones);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut read_size = READ_MIN;
     let ip: IpAddr = peer.ip();
     let idle = config.idle_timeout;
+    // When the frame in progress began (bytes of it are held, or it is being skipped).
+    let mut frame_since: Option<std::time::Instant> = None;
     loop {
-        if buf.capacity() - buf.len() < READ_SIZE {
-            buf.reserve(READ_SIZE);
-        }
+        buf.reserve(read_size);
         if ctx.budget.is_full() {
             // The memory budget is used up: read nothing until it has room, so the kernel's
             // buffers fill and the sender's window closes.
@@ -131,19 +253,39 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
                 _ = ctx.shutdown.cancelled() => {}
             }
         }
+        // Each byte restarts the idle timer; nothing restarts a frame's deadline.
+        let frame_left = frame_since.map(|t| config.frame_timeout.saturating_sub(t.elapsed()));
+        let wait = frame_left.map_or(idle, |left| left.min(idle));
         let read = tokio::select! {
-            r = tokio::time::timeout(idle, stream.read_buf(&mut buf)) => r,
+            r = tokio::time::timeout(wait, stream.read_buf(&mut buf)) => r,
             _ = ctx.shutdown.cancelled() => Ok(Ok(0)),
         };
+        let mut cut = false;
         let eof = match read {
             Ok(Ok(0)) => true,
             Ok(Ok(n)) => {
                 Metrics::add(&ctx.metrics.tcp_bytes, n as u64);
                 Metrics::add(&ctx.counters.bytes, n as u64);
+                read_size = if n >= read_size {
+                    (read_size * 2).min(READ_MAX)
+                } else if n < read_size / 4 {
+                    (read_size / 2).max(READ_MIN)
+                } else {
+                    read_size
+                };
                 false
             }
             Ok(Err(e)) => {
                 tracing::debug!("{peer}: read error: {e}");
+                true
+            }
+            Err(_) if frame_since.is_some_and(|t| t.elapsed() >= config.frame_timeout) => {
+                Metrics::add(&ctx.metrics.frames_timed_out, 1);
+                tracing::debug!(
+                    "{peer}: a frame unfinished after {:?}; handing on what arrived and closing",
+                    config.frame_timeout
+                );
+                cut = true;
                 true
             }
             Err(_) => {
@@ -152,9 +294,23 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
                 true
             }
         };
+        let mut batch = FrameBatch::for_listener(0, &config.zones);
+        batch
+            .data
+            .reserve(buf.len().min(READ_MAX + config.max_message_bytes));
+        if cut {
+            // Counted as frames_timed_out above; the row says message-truncated.
+            decoder.cut(&buf, |m, truncated| batch.push(m, Some(ip), truncated));
+            buf.clear();
+        }
         let before = decoder.stats;
         let used = decoder.decode(&buf, eof, |m, truncated| batch.push(m, Some(ip), truncated));
         buf.drain(..used);
+        frame_since = if buf.is_empty() && !decoder.in_skip() {
+            None
+        } else {
+            frame_since.or_else(|| Some(std::time::Instant::now()))
+        };
         let stats = decoder.stats;
         Metrics::add(
             &ctx.metrics.oversize_truncated,
@@ -168,11 +324,15 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
             &ctx.metrics.framing_errors,
             stats.framing_errors - before.framing_errors,
         );
-        if !batch.is_empty() && (eof || batch.is_full() || buf.is_empty()) {
-            let mut full = std::mem::replace(
-                &mut batch,
-                FrameBatch::for_listener(READ_SIZE, &config.zones),
-            );
+        Metrics::add(
+            &ctx.metrics.framing_bytes_skipped,
+            stats.skipped_bytes - before.skipped_bytes,
+        );
+        if buf.is_empty() && buf.capacity() > 2 * read_size {
+            buf.shrink_to(READ_MIN);
+        }
+        if !batch.is_empty() {
+            let mut full = batch;
             full.charge_to(&ctx.budget);
             Metrics::add(&ctx.metrics.tcp_frames, full.len() as u64);
             Metrics::add(&ctx.counters.messages, full.len() as u64);
