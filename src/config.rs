@@ -962,6 +962,25 @@ impl Config {
     }
 }
 
+/// A secret or key is a regular file of at most 1 MiB: a device (`/dev/zero`) or a fifo
+/// would hang the read, and anything larger is no key.
+fn small_regular_file(path: &Path) -> std::io::Result<()> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    if meta.len() > 1 << 20 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "larger than 1 MiB: not a key or secret",
+        ));
+    }
+    Ok(())
+}
+
 /// The permission bits of a secret file that others may read, or its group write, or
 /// `None`. A key should be 0600, or 0640 group-owned by the service's group (the package's
 /// layout), so group read alone is fine.
@@ -984,7 +1003,8 @@ fn read_secret(
                 var.get_ref()
             )
         })?,
-        (None, Some(path)) => std::fs::read_to_string(path.get_ref())
+        (None, Some(path)) => small_regular_file(path.get_ref())
+            .and_then(|()| std::fs::read_to_string(path.get_ref()))
             .map_err(|e| format!("the {what}: {}: {e}", path.get_ref().display()))?,
         (None, None) => {
             return Err(format!("the {what} is not configured"));
@@ -1098,6 +1118,10 @@ impl OutputConfig {
                         client_id: text(&self.client_id).unwrap_or_default(),
                         signer: match (&self.client_certificate_file, &self.client_key_file) {
                             (Some(cert), Some(key)) => {
+                                for f in [cert.get_ref(), key.get_ref()] {
+                                    small_regular_file(f)
+                                        .map_err(|e| format!("{}: {e}", f.display()))?;
+                                }
                                 CertificateSigner::from_pem_files(cert.get_ref(), key.get_ref())?
                             }
                             _ => return Err("client_certificate_file and client_key_file".into()),

@@ -196,3 +196,38 @@ fn settings_that_would_break_a_run_are_refused_by_check_and_run_with_their_locat
         }
     }
 }
+
+#[test]
+fn a_secret_file_others_can_read_is_warned_about_never_shown() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("client-secret");
+    std::fs::write(&secret, "the-client-secret-value\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = dir.path().join("li.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[listener]]\nprotocol = \"udp\"\naddress = \"127.0.0.1:0\"\n\n[output]\ntype = \"logs-ingestion\"\nendpoint = \"https://example.invalid\"\ndcr_id = \"dcr-00000000000000000000000000000000\"\ntenant_id = \"00000000-0000-0000-0000-000000000000\"\nclient_id = \"00000000-0000-0000-0000-000000000000\"\nclient_secret_file = \"{}\"\ndead_letter_path = \"{}\"\n",
+            secret.display(),
+            dir.path().join("dlq.ndjson").display()
+        ),
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let out = cefgate(&["check", p]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "a warning, not an error: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{p}:11:22: warning: {} holds a secret that other users can read (mode 0644)",
+            secret.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("the-client-secret-value"));
+    // 0600 (or 0640) is quiet.
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = cefgate(&["check", p]);
+    assert!(!String::from_utf8(out.stderr).unwrap().contains("warning"));
+}

@@ -176,3 +176,66 @@ fn plain_tcp_to_a_tls_port_is_a_handshake_failure_not_a_row() {
     assert_eq!(counters.get("tls_handshake_failures"), 1);
     assert_eq!(counters.get("rows_total"), 0);
 }
+
+/// As [`send`], from the loopback address `from`.
+fn send_from(
+    from: &str,
+    addr: SocketAddr,
+    config: Arc<ClientConfig>,
+    messages: &[&str],
+) -> Result<(), String> {
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    let tcp = common::connect_from(from, addr);
+    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    for m in messages {
+        write!(tls, "{} {m}", m.len()).map_err(|e| e.to_string())?;
+    }
+    tls.flush().map_err(|e| e.to_string())?;
+    tls.conn.send_close_notify();
+    tls.flush().map_err(|e| e.to_string())?;
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut tls, &mut rest).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Connections that never finish their handshake hold no connection slot, and one host
+/// cannot hold more than its share of handshakes: a real client still gets in.
+#[test]
+fn stalled_handshakes_do_not_lock_a_real_client_out() {
+    let certs = tempfile::tempdir().unwrap();
+    let pki = make_pki(certs.path());
+    let listener = format!(
+        "{}max_connections = 4\nhandshake_timeout_ms = 30000\n",
+        tls_listener(certs.path(), false)
+    );
+    let mut gate = Cefgate::start(&listener);
+    let addr = gate.tls.unwrap();
+    // 100 connections from one host that say nothing: more than max_connections, and more
+    // than one host's share (64).
+    let stalled: Vec<TcpStream> = (0..100)
+        .map(|_| common::connect_from("127.0.0.1", addr))
+        .collect();
+    common::wait_for("the refusals", common::DEADLINE, || {
+        gate.stderr()
+            .contains("max_connections_per_source (64)")
+            .then_some(())
+    });
+    send_from(
+        "127.0.0.2",
+        addr,
+        client_config(&pki, false),
+        &["<13>host app: through"],
+    )
+    .expect("the real client's handshake and message");
+    let rows = gate.wait_rows(1);
+    assert_eq!(rows[0]["SyslogMessage"], "through");
+    drop(stalled);
+    let c = gate.stop();
+    assert_eq!(c.get("connections_refused_per_source"), 36);
+    assert_eq!(
+        c.get("connections_accepted"),
+        1,
+        "only the finished handshake"
+    );
+}

@@ -92,12 +92,49 @@ impl Cefgate {
         env: &[(&str, &str)],
         cwd: Option<&std::path::Path>,
     ) -> Self {
+        Self::start_with_command(dir, output, config, env, |command| {
+            if let Some(cwd) = cwd {
+                command.current_dir(cwd);
+            }
+        })
+    }
+
+    /// As [`Cefgate::start_raw`], with at most `files` open files (soft and hard limit).
+    pub fn start_with_file_limit(
+        dir: tempfile::TempDir,
+        output: PathBuf,
+        config: &str,
+        files: u64,
+    ) -> Self {
+        use std::os::unix::process::CommandExt;
+        Self::start_with_command(dir, output, config, &[], move |command| {
+            // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: files,
+                        rlim_max: files,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
+    }
+
+    fn start_with_command(
+        dir: tempfile::TempDir,
+        output: PathBuf,
+        config: &str,
+        env: &[(&str, &str)],
+        adjust: impl FnOnce(&mut Command),
+    ) -> Self {
         let config_path = dir.path().join("cefgate.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_cefgate"));
-        if let Some(cwd) = cwd {
-            command.current_dir(cwd);
-        }
+        adjust(&mut command);
         let mut child = command
             .args(["run", "--config"])
             .arg(&config_path)
@@ -330,6 +367,16 @@ impl Drop for Emulator {
 }
 
 /// A loopback port that was free a moment ago.
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.2 is another host as
+/// far as cefgate can tell).
+pub fn connect_from(from: &str, to: SocketAddr) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let source: SocketAddr = format!("{from}:0").parse().unwrap();
+    socket.bind(&source.into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    socket.into()
+}
+
 /// `GET path` over HTTP/1.0: the status and the body.
 pub fn http_get(address: SocketAddr, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
