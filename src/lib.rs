@@ -47,6 +47,7 @@ pub mod decode;
 pub mod dlq;
 #[cfg(feature = "emulator")]
 pub mod emulate;
+pub mod filter;
 pub mod frame;
 pub mod listen;
 pub mod metrics;
