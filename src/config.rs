@@ -42,24 +42,71 @@ framing  = "auto"
 type = "stdout"
 "#;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Config {
-    #[serde(default)]
     pub listener: Vec<Spanned<ListenerConfig>>,
-    pub output: Spanned<OutputConfig>,
-    #[serde(default)]
+    /// `[output]` (one output) or `[[output]]` (several), in file order.
+    pub output: Vec<Spanned<OutputConfig>>,
     pub batch: BatchConfig,
-    #[serde(default)]
     pub record: RecordConfig,
-    #[serde(default)]
     pub pipeline: PipelineConfig,
     /// The durable spool; without it, batches wait in memory only.
     pub spool: Option<Spanned<SpoolConfig>>,
-    #[serde(default)]
     pub metrics: MetricsConfig,
-    #[serde(default)]
     pub log: LogConfig,
+}
+
+/// The file as written: `O` is one `[output]` table or an `[[output]]` array.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig<O> {
+    #[serde(default)]
+    listener: Vec<Spanned<ListenerConfig>>,
+    output: O,
+    #[serde(default)]
+    batch: BatchConfig,
+    #[serde(default)]
+    record: RecordConfig,
+    #[serde(default)]
+    pipeline: PipelineConfig,
+    spool: Option<Spanned<SpoolConfig>>,
+    #[serde(default)]
+    metrics: MetricsConfig,
+    #[serde(default)]
+    log: LogConfig,
+}
+
+impl<O> RawConfig<O> {
+    fn with_outputs(self, output: Vec<Spanned<OutputConfig>>) -> Config {
+        Config {
+            listener: self.listener,
+            output,
+            batch: self.batch,
+            record: self.record,
+            pipeline: self.pipeline,
+            spool: self.spool,
+            metrics: self.metrics,
+            log: self.log,
+        }
+    }
+}
+
+/// Reads the TOML into a [`Config`], taking `[output]` or `[[output]]`.
+fn read_toml(text: &str) -> Result<Config, toml::de::Error> {
+    let several = text
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|doc| doc.get("output").map(toml::Value::is_array))
+        .unwrap_or(false);
+    if several {
+        let raw: RawConfig<Vec<Spanned<OutputConfig>>> = toml::from_str(text)?;
+        let outputs = raw.output.clone();
+        Ok(raw.with_outputs(outputs))
+    } else {
+        let raw: RawConfig<Spanned<OutputConfig>> = toml::from_str(text)?;
+        let output = raw.output.clone();
+        Ok(raw.with_outputs(vec![output]))
+    }
 }
 
 /// `[metrics]`: what an operator watches.
@@ -190,6 +237,18 @@ pub enum OutputKind {
     DataCollector,
 }
 
+impl OutputKind {
+    /// The `type` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputKind::Stdout => "stdout",
+            OutputKind::File => "file",
+            OutputKind::LogsIngestion => "logs-ingestion",
+            OutputKind::DataCollector => "data-collector",
+        }
+    }
+}
+
 /// How the Logs Ingestion output gets its tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -213,6 +272,14 @@ pub enum CredentialKind {
 pub struct OutputConfig {
     #[serde(rename = "type")]
     pub kind: Spanned<OutputKind>,
+    /// The output's name in metrics, logs and folder names; default its type.
+    pub name: Option<Spanned<String>>,
+    /// A KQL predicate: only rows for which it holds go to this output.
+    #[serde(rename = "where")]
+    pub predicate: Option<Spanned<String>>,
+    /// Columns left out of this output's rows.
+    #[serde(default)]
+    pub project_away: Vec<Spanned<String>>,
     /// `file`: where rows are appended.
     pub path: Option<Spanned<PathBuf>>,
 
@@ -528,6 +595,20 @@ impl Locator<'_> {
     }
 }
 
+/// One output as a run needs it.
+#[derive(Debug, Clone)]
+pub struct OutputPlan {
+    /// `name`, else the type: in metrics, logs and folder names.
+    pub name: String,
+    pub settings: OutputSettings,
+    /// `where`: only rows it keeps go to this output.
+    pub filter: Option<crate::filter::Predicate>,
+    /// `project_away`: columns left out of this output's rows.
+    pub project_away: crate::filter::ProjectAway,
+    /// Memory, the spool, or (several outputs) the output's own spool subfolder.
+    pub buffer: BufferSettings,
+}
+
 /// The settings a run needs, resolved from a valid config.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -536,10 +617,8 @@ pub struct Resolved {
     pub time_generated: Vec<TimeSource>,
     /// Every `[[listener]]`, checked, with its TLS settings read.
     pub listeners: Vec<ListenerSettings>,
-    /// The output, with its secret read.
-    pub output: OutputSettings,
-    /// Where batches wait for the output: memory, or the `[spool]`.
-    pub buffer: BufferSettings,
+    /// Every output, with its secret read, its filter compiled and its buffer.
+    pub outputs: Vec<OutputPlan>,
     /// `[metrics] address`, when set.
     pub metrics_address: Option<SocketAddr>,
     /// `[metrics] summary_interval_secs`, unless 0.
@@ -550,24 +629,68 @@ pub struct Resolved {
 }
 
 impl Config {
-    /// Where rows refused for good are kept: `[output] dead_letter_path`, else
-    /// `dead-letters.ndjson` in the spool folder, else in the state folder
-    /// ([`state_folder`]). Never the working directory, which may be `/` or a checkout. The
-    /// file (and its folder) is made at the first dead letter.
-    pub fn dead_letter_path(&self) -> PathBuf {
-        if let Some(p) = &self.output.get_ref().dead_letter_path {
+    /// Each output's name: its `name`, else its type.
+    pub fn output_names(&self) -> Vec<String> {
+        self.output
+            .iter()
+            .map(|o| {
+                let o = o.get_ref();
+                o.name.as_ref().map_or_else(
+                    || o.kind.get_ref().name().to_string(),
+                    |n| n.get_ref().clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Where output `index` keeps rows refused for good: its `dead_letter_path`, else
+    /// `dead-letters.ndjson` in its spool folder, else in the state folder
+    /// ([`state_folder`]); with several outputs the name says whose. Never the working
+    /// directory, which may be `/` or a checkout. The file (and its folder) is made at the
+    /// first dead letter.
+    pub fn dead_letter_path(&self, index: usize) -> PathBuf {
+        if let Some(p) = &self.output[index].get_ref().dead_letter_path {
             return p.get_ref().clone();
         }
+        let several = self.output.len() > 1;
+        let name = &self.output_names()[index];
         match &self.spool {
+            Some(s) if several => s
+                .get_ref()
+                .path
+                .get_ref()
+                .join(name)
+                .join("dead-letters.ndjson"),
             Some(s) => s.get_ref().path.get_ref().join("dead-letters.ndjson"),
+            None if several => state_folder().join(format!("dead-letters-{name}.ndjson")),
             None => state_folder().join("dead-letters.ndjson"),
+        }
+    }
+
+    /// Where output `index` waits for delivery: memory, the `[spool]` folder, or with
+    /// several outputs its own subfolder (each with the spool's `max_bytes`).
+    fn buffer_of(&self, index: usize) -> BufferSettings {
+        match &self.spool {
+            None => BufferSettings::Memory,
+            Some(sc) => {
+                let sc = sc.get_ref();
+                let mut path = sc.path.get_ref().clone();
+                if self.output.len() > 1 {
+                    path.push(&self.output_names()[index]);
+                }
+                BufferSettings::Spool(SpoolSettings {
+                    path,
+                    max_bytes: sc.max_bytes,
+                    fsync: sc.fsync,
+                })
+            }
         }
     }
 
     /// Parses and validates `text`; `file` names it in problems.
     pub fn parse(file: &str, text: &str) -> Result<(Config, Resolved), ConfigError> {
         let at = Locator { file, text };
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError {
+        let config: Config = read_toml(text).map_err(|e| ConfigError {
             problems: vec![at.problem(e.span(), e.message().trim().to_string())],
         })?;
         let resolved = config.validate(&at)?;
@@ -604,7 +727,7 @@ impl Config {
             file: &name,
             text: &text,
         };
-        toml::from_str(&text).map_err(|e| ConfigError {
+        read_toml(&text).map_err(|e| ConfigError {
             problems: vec![at.problem(e.span(), e.message().trim().to_string())],
         })
     }
@@ -780,18 +903,79 @@ impl Config {
                 });
             }
         }
-        validate_output(&self.output, at, &mut problems);
-        let output = if problems.is_empty() {
-            match self.output.get_ref().settings(self.dead_letter_path()) {
-                Ok(o) => Some(o),
-                Err(e) => {
-                    problems.push(at.problem(Some(self.output.span()), e));
-                    None
-                }
+        let names = self.output_names();
+        for (i, output) in self.output.iter().enumerate() {
+            validate_output(output, i, self.output.len() > 1, at, &mut problems);
+            if let Some(n) = &output.get_ref().name
+                && !valid_name(n.get_ref())
+            {
+                problems.push(at.problem(
+                    Some(n.span()),
+                    format!(
+                        "output name {:?} must be 1 to 64 letters, digits, `-` or `_` (it names a folder and a metric label)",
+                        n.get_ref()
+                    ),
+                ));
             }
-        } else {
-            None
-        };
+            if names[..i].contains(&names[i]) {
+                let span = output
+                    .get_ref()
+                    .name
+                    .as_ref()
+                    .map_or(output.span(), |n| n.span());
+                problems.push(at.problem(
+                    Some(span),
+                    format!(
+                        "another output is named {:?} too: give each output its own `name`",
+                        names[i]
+                    ),
+                ));
+            }
+        }
+        let mut plans = Vec::new();
+        for (i, output) in self.output.iter().enumerate() {
+            let o = output.get_ref();
+            let filter = o.predicate.as_ref().and_then(|w| {
+                match crate::filter::Predicate::parse(w.get_ref()) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        problems.push(at.problem(
+                            Some(inside_string(at.text, w.span(), e.offset)),
+                            format!("in `where`: {e}"),
+                        ));
+                        None
+                    }
+                }
+            });
+            let away: Vec<&str> = o
+                .project_away
+                .iter()
+                .map(|c| c.get_ref().as_str())
+                .collect();
+            let project_away = match crate::filter::ProjectAway::new(&away) {
+                Ok(p) => p,
+                Err((k, message)) => {
+                    problems.push(at.problem(
+                        Some(o.project_away[k].span()),
+                        format!("in `project_away`: {message}"),
+                    ));
+                    crate::filter::ProjectAway::default()
+                }
+            };
+            if !problems.is_empty() {
+                continue;
+            }
+            match o.settings(self.dead_letter_path(i)) {
+                Ok(settings) => plans.push(OutputPlan {
+                    name: names[i].clone(),
+                    settings,
+                    filter,
+                    project_away,
+                    buffer: self.buffer_of(i),
+                }),
+                Err(e) => problems.push(at.problem(Some(output.span()), e)),
+            }
+        }
         if let Some(spool) = &self.spool {
             let sc = spool.get_ref();
             let path = sc.path.get_ref();
@@ -911,13 +1095,17 @@ impl Config {
             .iter()
             .filter_map(|l| l.get_ref().key.as_ref())
             .chain(
-                [
-                    &self.output.get_ref().client_secret_file,
-                    &self.output.get_ref().shared_key_file,
-                    &self.output.get_ref().client_key_file,
-                ]
-                .into_iter()
-                .flatten(),
+                self.output
+                    .iter()
+                    .flat_map(|o| {
+                        let o = o.get_ref();
+                        [
+                            &o.client_secret_file,
+                            &o.shared_key_file,
+                            &o.client_key_file,
+                        ]
+                    })
+                    .flatten(),
             );
         for file in secret_files {
             if let Some(mode) = open_to_others(file.get_ref()) {
@@ -931,27 +1119,16 @@ impl Config {
                 ));
             }
         }
-        match output {
-            Some(output) if problems.is_empty() => Ok(Resolved {
+        match plans {
+            plans if problems.is_empty() => Ok(Resolved {
                 warnings,
                 zone,
                 time_generated,
                 listeners,
-                output,
+                outputs: plans,
                 metrics_address,
                 summary_interval: (self.metrics.summary_interval_secs > 0)
                     .then(|| Duration::from_secs(self.metrics.summary_interval_secs)),
-                buffer: match &self.spool {
-                    None => BufferSettings::Memory,
-                    Some(sc) => {
-                        let sc = sc.get_ref();
-                        BufferSettings::Spool(SpoolSettings {
-                            path: sc.path.get_ref().clone(),
-                            max_bytes: sc.max_bytes,
-                            fsync: sc.fsync,
-                        })
-                    }
-                },
             }),
             _ => {
                 // In file order, whatever order they were found in.
@@ -960,6 +1137,29 @@ impl Config {
             }
         }
     }
+}
+
+/// An output name: it names a folder and a metric label.
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The file offset of byte `offset` of a string value whose TOML text spans `span`: after
+/// its opening quote (or quotes). Exact for literal strings ('...', '\'\'\'...'\'\'\'); in a basic
+/// string ("...") escapes before the place shift it.
+fn inside_string(text: &str, span: Range<usize>, offset: usize) -> Range<usize> {
+    let raw = text.get(span.clone()).unwrap_or_default();
+    let open = if raw.starts_with("\"\"\"") || raw.starts_with("\'\'\'") {
+        let newline = raw[3..].starts_with('\n');
+        3 + usize::from(newline)
+    } else {
+        1
+    };
+    let at = (span.start + open + offset).min(span.end);
+    at..at
 }
 
 /// A secret or key is a regular file of at most 1 MiB: a device (`/dev/zero`) or a fifo
@@ -1299,11 +1499,20 @@ fn output_keys(kind: OutputKind) -> (Vec<&'static str>, &'static [&'static str])
 
 /// The keys written in the `[output]` table, with where each is: read from the text, so that
 /// no list of the struct's fields has to be kept.
-fn output_keys_present(at: &Locator<'_>, table: &Range<usize>) -> Vec<(String, Range<usize>)> {
+fn output_keys_present(
+    at: &Locator<'_>,
+    table: &Range<usize>,
+    index: Option<usize>,
+) -> Vec<(String, Range<usize>)> {
     let Ok(doc) = at.text.parse::<toml::Table>() else {
         return Vec::new();
     };
-    let Some(output) = doc.get("output").and_then(|o| o.as_table()) else {
+    let output = match (doc.get("output"), index) {
+        (Some(toml::Value::Array(all)), Some(i)) => all.get(i).and_then(|o| o.as_table()),
+        (Some(o), None) => o.as_table(),
+        _ => None,
+    };
+    let Some(output) = output else {
         return Vec::new();
     };
     output
@@ -1318,19 +1527,17 @@ fn output_keys_present(at: &Locator<'_>, table: &Range<usize>) -> Vec<(String, R
 
 fn validate_output(
     output: &Spanned<OutputConfig>,
+    index: usize,
+    several: bool,
     at: &Locator<'_>,
     problems: &mut Vec<ConfigProblem>,
 ) {
     let o = output.get_ref();
     let kind = *o.kind.get_ref();
-    let kind_name = match kind {
-        OutputKind::Stdout => "stdout",
-        OutputKind::File => "file",
-        OutputKind::LogsIngestion => "logs-ingestion",
-        OutputKind::DataCollector => "data-collector",
-    };
-    let (allowed, required) = output_keys(kind);
-    let present = output_keys_present(at, &output.span());
+    let kind_name = kind.name();
+    let (mut allowed, required) = output_keys(kind);
+    allowed.extend(["name", "where", "project_away"]);
+    let present = output_keys_present(at, &output.span(), several.then_some(index));
     for (name, span) in &present {
         if !allowed.contains(&name.as_str()) {
             problems.push(at.problem(
@@ -1573,7 +1780,10 @@ mod tests {
                 (Protocol::Tcp, "127.0.0.1:5514".to_string())
             ]
         );
-        assert_eq!(*config.output.get_ref().kind.get_ref(), OutputKind::Stdout);
+        assert_eq!(
+            *config.output[0].get_ref().kind.get_ref(),
+            OutputKind::Stdout
+        );
     }
 
     #[test]

@@ -312,18 +312,28 @@ fn check(path: &PathBuf, live: bool) -> Result<(), String> {
     if !live {
         return Ok(());
     }
-    let answers = cefgate::sink::probe(&resolved.output).map_err(|e| e.to_string())?;
+    let several = resolved.outputs.len() > 1;
     let mut failed = 0;
-    for (route, answer) in &answers {
-        match answer {
-            Ok(note) => println!("{route}: ok{note}"),
-            Err(what) => {
-                failed += 1;
-                println!("{route}: FAILED: {what}");
+    let mut tried = 0;
+    for plan in &resolved.outputs {
+        let prefix = if several {
+            format!("{}: ", plan.name)
+        } else {
+            String::new()
+        };
+        let answers = cefgate::sink::probe(&plan.settings).map_err(|e| e.to_string())?;
+        tried += answers.len();
+        for (route, answer) in &answers {
+            match answer {
+                Ok(note) => println!("{prefix}{route}: ok{note}"),
+                Err(what) => {
+                    failed += 1;
+                    println!("{prefix}{route}: FAILED: {what}");
+                }
             }
         }
     }
-    if answers.is_empty() {
+    if tried == 0 {
         println!("no route is on: nothing to try");
     }
     match failed {
@@ -377,18 +387,20 @@ fn dlq(action: DlqAction) -> Result<(), String> {
         DlqAction::List { config } => {
             let config = Config::load_unchecked(&config)
                 .map_err(|e| format!("invalid configuration:\n{e}"))?;
-            let path = config.dead_letter_path();
-            let s = cefgate::dlq::list(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            println!("{}: {} dead-lettered row(s)", path.display(), s.entries);
-            if let (Some(o), Some(n)) = (&s.oldest, &s.newest) {
-                println!("from {o} to {n}");
-            }
-            for ((route, error), n) in &s.by_cause {
-                println!("{n:>8}  {route}  {error}");
-            }
-            if !s.unreadable.is_empty() {
-                println!("unreadable lines: {:?}", s.unreadable);
+            for i in 0..config.output.len() {
+                let path = config.dead_letter_path(i);
+                let s = cefgate::dlq::list(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                println!("{}: {} dead-lettered row(s)", path.display(), s.entries);
+                if let (Some(o), Some(n)) = (&s.oldest, &s.newest) {
+                    println!("from {o} to {n}");
+                }
+                for ((route, error), n) in &s.by_cause {
+                    println!("{n:>8}  {route}  {error}");
+                }
+                if !s.unreadable.is_empty() {
+                    println!("unreadable lines: {:?}", s.unreadable);
+                }
             }
             Ok(())
         }
@@ -399,16 +411,18 @@ fn dlq(action: DlqAction) -> Result<(), String> {
         } => {
             let config = Config::load_unchecked(&config)
                 .map_err(|e| format!("invalid configuration:\n{e}"))?;
-            let path = config.dead_letter_path();
-            let s = cefgate::dlq::list(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            println!(
-                "would send {} row(s) from {} (waiting up to {timeout_secs} s); nothing was sent",
-                s.entries,
-                path.display()
-            );
-            for ((route, error), n) in &s.by_cause {
-                println!("{n:>8}  {route}  {error}");
+            for i in 0..config.output.len() {
+                let path = config.dead_letter_path(i);
+                let s = cefgate::dlq::list(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                println!(
+                    "would send {} row(s) from {} (waiting up to {timeout_secs} s); nothing was sent",
+                    s.entries,
+                    path.display()
+                );
+                for ((route, error), n) in &s.by_cause {
+                    println!("{n:>8}  {route}  {error}");
+                }
             }
             Ok(())
         }
@@ -418,14 +432,30 @@ fn dlq(action: DlqAction) -> Result<(), String> {
             dry_run: false,
         } => {
             let (_, resolved) = load(Some(&config))?;
-            let o = cefgate::dlq::replay(
-                &resolved.output,
-                std::time::Duration::from_secs(timeout_secs),
-            )?;
-            println!(
-                "replayed {} row(s): {} delivered, {} dead-lettered again",
-                o.rows, o.delivered, o.dead_lettered_again
-            );
+            let azure: Vec<_> = resolved
+                .outputs
+                .iter()
+                .filter(|p| {
+                    matches!(
+                        p.settings.destination,
+                        cefgate::sink::Destination::LogsIngestion(_)
+                            | cefgate::sink::Destination::DataCollector(_)
+                    )
+                })
+                .collect();
+            if azure.is_empty() {
+                return Err("dlq replay needs a logs-ingestion or data-collector output".into());
+            }
+            for plan in azure {
+                let o = cefgate::dlq::replay(
+                    &plan.settings,
+                    std::time::Duration::from_secs(timeout_secs),
+                )?;
+                println!(
+                    "{}: replayed {} row(s): {} delivered, {} dead-lettered again",
+                    plan.name, o.rows, o.delivered, o.dead_lettered_again
+                );
+            }
             Ok(())
         }
     }

@@ -98,6 +98,8 @@ pub struct Metrics {
     pub listeners_bound: AtomicBool,
     /// Counters per listener, in configuration order.
     listeners: Mutex<Vec<Arc<ListenerCounters>>>,
+    /// Counters per output, in configuration order.
+    outputs: Mutex<Vec<Arc<OutputCounters>>>,
     /// HTTP answers per output, route, status and `x-ms-error-code`.
     responses: Mutex<BTreeMap<ResponseKey, u64>>,
     /// Rows per route and what became of them (`delivered`, `dead_lettered`, `unrouted`).
@@ -124,6 +126,18 @@ pub struct ListenerCounters {
     pub connections_accepted: AtomicU64,
     pub connections_active: AtomicU64,
     pub connections_refused: AtomicU64,
+}
+
+/// The counters of one output (`[[output]] name`).
+#[derive(Debug, Default)]
+pub struct OutputCounters {
+    pub name: String,
+    /// Rows its `where` kept (all rows without one).
+    pub rows_kept: AtomicU64,
+    /// Rows its `where` left out.
+    pub rows_filtered: AtomicU64,
+    /// JSON bytes it did not send: the rows left out and the columns `project_away` removed.
+    pub bytes_not_sent: AtomicU64,
 }
 
 /// Labels of an HTTP answer.
@@ -157,6 +171,25 @@ impl Metrics {
         });
         all.push(c.clone());
         c
+    }
+
+    /// The counters of the output named `name`, made on first use.
+    pub fn output(&self, name: &str) -> Arc<OutputCounters> {
+        let mut all = self.outputs.lock().expect("metrics lock");
+        if let Some(c) = all.iter().find(|c| c.name == name) {
+            return c.clone();
+        }
+        let c = Arc::new(OutputCounters {
+            name: name.to_string(),
+            ..OutputCounters::default()
+        });
+        all.push(c.clone());
+        c
+    }
+
+    /// Every output's counters.
+    pub fn outputs(&self) -> Vec<Arc<OutputCounters>> {
+        self.outputs.lock().expect("metrics lock").clone()
     }
 
     /// Every listener's counters.

@@ -226,6 +226,30 @@ impl Collector for Exporter {
         ] {
             family(&mut encoder, name, help, kind, &per_listener(read))?;
         }
+        let outputs = metrics.outputs();
+        for (name, help, read) in [
+            (
+                "output_rows_kept",
+                "Rows an output's where kept (every row without one), per output",
+                (|o| Metrics::get(&o.rows_kept)) as fn(&crate::metrics::OutputCounters) -> u64,
+            ),
+            (
+                "output_rows_filtered",
+                "Rows an output's where left out, per output",
+                |o| Metrics::get(&o.rows_filtered),
+            ),
+            (
+                "output_bytes_not_sent",
+                "JSON bytes an output did not send: rows left out and columns removed",
+                |o| Metrics::get(&o.bytes_not_sent),
+            ),
+        ] {
+            let series: Vec<_> = outputs
+                .iter()
+                .map(|o| (vec![("output", o.name.clone())], read(o)))
+                .collect();
+            family(&mut encoder, name, help, Kind::Counter, &series)?;
+        }
         let routes: Vec<_> = metrics
             .route_rows()
             .into_iter()

@@ -104,28 +104,37 @@ pub fn run(
         .map_err(RunError::Runtime)?;
     descriptors(&resolved);
     let budget = MemoryBudget::new(config.pipeline.max_memory_bytes);
-    let (writer, reader, recovery) = buffer::open(&resolved.buffer, metrics.clone())?;
-    if recovery.chunks > 0 || recovery.quarantined > 0 {
-        tracing::info!(
-            "spool: {} chunk(s) with {} row(s) left from before are delivered first; {} damaged chunk(s) quarantined",
-            recovery.chunks,
-            recovery.rows,
-            recovery.quarantined
-        );
-    }
-    // Fired at the shutdown deadline: the output then leaves what it still holds in the
-    // spool (or, without one, dead-letters it).
+    // Fired at the shutdown deadline: the outputs then leave what they still hold in the
+    // spool (or, without one, dead-letter it).
     let give_up = CancellationToken::new();
-    let mut outputs = Outputs {
-        reader: Arc::new(reader),
-        give_up: give_up.clone(),
-        metrics: metrics.clone(),
-        current: None,
-        retired: Vec::new(),
-    };
-    {
-        let _guard = runtime.enter();
-        outputs.start(&resolved.output)?;
+    // One buffer and one delivery per output: an outage of one fills only its own buffer.
+    let mut outputs = Vec::new();
+    let mut writers = Vec::new();
+    for plan in &resolved.outputs {
+        let (writer, reader, recovery) = buffer::open(&plan.buffer, metrics.clone())?;
+        if recovery.chunks > 0 || recovery.quarantined > 0 {
+            tracing::info!(
+                "{}: spool: {} chunk(s) with {} row(s) left from before are delivered first; {} damaged chunk(s) quarantined",
+                plan.name,
+                recovery.chunks,
+                recovery.rows,
+                recovery.quarantined
+            );
+        }
+        let mut output = Outputs {
+            name: plan.name.clone(),
+            reader: Arc::new(reader),
+            give_up: give_up.clone(),
+            metrics: metrics.clone(),
+            current: None,
+            retired: Vec::new(),
+        };
+        {
+            let _guard = runtime.enter();
+            output.start(&plan.settings)?;
+        }
+        outputs.push(output);
+        writers.push(writer);
     }
 
     let (frame_tx, frame_rx) = flume::bounded::<FrameBatch>(config.pipeline.queue_batches);
@@ -148,13 +157,24 @@ pub fn run(
     let limits = config.batch.limits();
     let mut worker_threads: Vec<JoinHandle<()>> = Vec::with_capacity(workers);
     for i in 0..workers {
-        let (rx, tx) = (frame_rx.clone(), writer.clone());
+        let rx = frame_rx.clone();
+        let taps = resolved
+            .outputs
+            .iter()
+            .zip(&writers)
+            .map(|(plan, writer)| worker::Tap {
+                filter: plan.filter.clone(),
+                project_away: plan.project_away.clone(),
+                writer: writer.clone(),
+                counters: metrics.output(&plan.name),
+            })
+            .collect();
         let (budget, metrics) = (budget.clone(), metrics.clone());
         let builder = RowBuilder::new(record.clone());
         let zone = resolved.zone;
         let thread = std::thread::Builder::new()
             .name(format!("decode-{i}"))
-            .spawn(move || worker::decode(builder, zone, limits, rx, tx, budget, metrics))
+            .spawn(move || worker::decode(builder, zone, limits, rx, taps, budget, metrics))
             .map_err(RunError::Thread)?;
         worker_threads.push(thread);
     }
@@ -230,13 +250,15 @@ pub fn run(
             .listeners_bound
             .store(false, std::sync::atomic::Ordering::Relaxed);
         // From here on, a full spool takes what is still in memory rather than lose it.
-        writer.allow_overflow();
+        for writer in &writers {
+            writer.allow_overflow();
+        }
         listeners.stop_all().await;
         let _ = poller.await;
         Ok::<(), RunError>(())
     });
-    // The writers' last clone goes with the workers: the output sees the end of the buffer.
-    drop(writer);
+    // The writers' last clones go with the workers: each output sees the end of its buffer.
+    drop(writers);
     drop(listeners);
     let shutdown_timeout = Duration::from_secs(shutdown_secs);
     let deadline = Instant::now() + shutdown_timeout;
@@ -250,10 +272,14 @@ pub fn run(
         }
     }
     served?;
-    let durable = outputs.reader.is_durable();
+    let durable = outputs.iter().any(|o| o.reader.is_durable());
     let finished = runtime.block_on(async {
         let left = deadline.saturating_duration_since(Instant::now());
-        let all = outputs.finish();
+        let all = async {
+            for output in &mut outputs {
+                output.finish().await;
+            }
+        };
         tokio::pin!(all);
         if tokio::time::timeout(left, &mut all).await.is_ok() {
             return true;
@@ -285,10 +311,15 @@ pub fn run(
             threads: workers_failed,
         });
     }
-    if let BufferSettings::Spool(s) = &resolved.buffer {
-        let left = crate::spool::chunks_in(&s.path);
-        if left > 0 {
-            tracing::info!("spool: {left} chunk(s) kept for delivery at the next start");
+    for plan in &resolved.outputs {
+        if let BufferSettings::Spool(s) = &plan.buffer {
+            let left = crate::spool::chunks_in(&s.path);
+            if left > 0 {
+                tracing::info!(
+                    "{}: spool: {left} chunk(s) kept for delivery at the next start",
+                    plan.name
+                );
+            }
         }
     }
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -332,8 +363,10 @@ fn descriptors(resolved: &Resolved) {
 /// flight ends within its own timeout.
 const AFTER_GIVE_UP: Duration = Duration::from_secs(120);
 
-/// The running output and those a reload replaced that still settle their last batches.
+/// One output's running delivery, and those a reload replaced that still settle their last
+/// batches.
 struct Outputs {
+    name: String,
     reader: Arc<Reader>,
     give_up: CancellationToken,
     metrics: Arc<Metrics>,
@@ -508,7 +541,7 @@ struct Reload {
 }
 
 impl Reload {
-    async fn apply(&mut self, listeners: &mut Listeners, outputs: &mut Outputs) {
+    async fn apply(&mut self, listeners: &mut Listeners, outputs: &mut [Outputs]) {
         let Some(path) = &self.source else {
             tracing::warn!(
                 "SIGHUP: running on the embedded default, there is no configuration file to read again"
@@ -575,15 +608,49 @@ impl Reload {
                 }
             }
         }
-        let file_output = matches!(resolved.output.destination, sink::Destination::File(_));
-        if config.output != self.config.output || file_output {
-            match outputs.start(&resolved.output) {
-                Ok(()) => tracing::info!("SIGHUP: the output was (re)opened"),
-                Err(e) => {
-                    failed = true;
-                    tracing::error!(
-                        "SIGHUP: the new output cannot start ({e}); the old one keeps running"
-                    );
+        // Outputs: the same names in the same order can be rebuilt in place; adding,
+        // removing or renaming one, or changing its `where` or `project_away`, changes the
+        // decode stage, which takes a restart.
+        let old_names = self.config.output_names();
+        let new_names = config.output_names();
+        let shape = |c: &Config| {
+            c.output
+                .iter()
+                .map(|o| {
+                    (
+                        o.get_ref().predicate.clone(),
+                        o.get_ref().project_away.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        if old_names != new_names || shape(&config) != shape(&self.config) {
+            tracing::warn!(
+                "SIGHUP: outputs added, removed or renamed, or a `where` or `project_away` changed: that takes effect at the next start; the outputs' other settings are applied now"
+            );
+        }
+        for (i, plan) in resolved.outputs.iter().enumerate() {
+            let Some(output) = outputs.iter_mut().find(|o| o.name == plan.name) else {
+                continue;
+            };
+            let before = self.config.output.get(
+                old_names
+                    .iter()
+                    .position(|n| *n == plan.name)
+                    .unwrap_or(usize::MAX),
+            );
+            let changed = before.is_none_or(|b| *b != config.output[i]);
+            let file_output = matches!(plan.settings.destination, sink::Destination::File(_));
+            if changed || file_output {
+                match output.start(&plan.settings) {
+                    Ok(()) => tracing::info!("SIGHUP: output {} was (re)opened", plan.name),
+                    Err(e) => {
+                        failed = true;
+                        tracing::error!(
+                            "SIGHUP: output {}: the new settings cannot start ({e}); the old ones keep running",
+                            plan.name
+                        );
+                    }
                 }
             }
         }

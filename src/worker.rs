@@ -13,11 +13,44 @@ use crate::budget::{Charge, MemoryBudget};
 use crate::buffer::Writer;
 use crate::decode::TimeContext;
 use crate::decode::time::SenderZone;
+use crate::filter::{Predicate, ProjectAway};
 use crate::listen::{FrameBatch, ZoneRules};
-use crate::metrics::Metrics;
-use crate::record::{ProblemCounts, Reception, RowBuilder, Table};
+use crate::metrics::{Metrics, OutputCounters};
+use crate::record::{ProblemCounts, Reception, RowBuilder, Table, write_json, write_json_where};
 
-/// Frames -> rows -> batches, until the frame queue closes and is empty.
+/// One output as the decode stage sees it: which rows it takes, which columns it leaves
+/// out, where its batches go, and its counters.
+pub struct Tap {
+    pub filter: Option<Predicate>,
+    pub project_away: ProjectAway,
+    pub writer: Writer,
+    pub counters: Arc<OutputCounters>,
+}
+
+impl Tap {
+    /// Takes every row whole: the row can go straight to JSON.
+    fn takes_all(&self) -> bool {
+        self.filter.is_none() && self.project_away.is_empty()
+    }
+}
+
+/// A tap with its open batches and their charge on the budget.
+struct Lane {
+    tap: Tap,
+    batcher: Batcher,
+    open: Charge,
+}
+
+impl Lane {
+    fn send(&mut self, batch: Batch) {
+        let size = batch.body.capacity();
+        self.open.set(self.batcher.open_bytes() + size);
+        self.tap.writer.push(batch, self.open.split(size));
+    }
+}
+
+/// Frames -> rows -> batches, until the frame queue closes and is empty. Each row is built
+/// once and written into the batches of every output whose `where` keeps it.
 ///
 /// Memory: a frame batch arrives with its charge on the budget and gives it back once
 /// decoded; the rows' bytes are charged while their batch is open and travel with it into
@@ -27,27 +60,39 @@ pub fn decode(
     zone: SenderZone,
     limits: BatchLimits,
     frames: flume::Receiver<FrameBatch>,
-    writer: Writer,
+    taps: Vec<Tap>,
     budget: Arc<MemoryBudget>,
     metrics: Arc<Metrics>,
 ) {
-    let mut batcher = Batcher::new(limits);
-    let mut open = budget.charge(0);
+    let mut lanes: Vec<Lane> = taps
+        .into_iter()
+        .map(|tap| Lane {
+            tap,
+            batcher: Batcher::new(limits),
+            open: budget.charge(0),
+        })
+        .collect();
+    // One output that takes every row whole: no row value is looked at twice.
+    let direct = lanes.len() == 1 && lanes[0].tap.takes_all();
     // The last sender (and its listener's zone rules): its address as text and its zone,
     // worked out once for a connection's frames, not per message.
     let mut peer = PeerCache::default();
-    let send = |batch: Batch, batcher: &Batcher, open: &mut Charge| {
-        let size = batch.body.capacity();
-        open.set(batcher.open_bytes() + size);
-        writer.push(batch, open.split(size));
-    };
+    // JSON of rows an output filters out, measured for its `bytes_not_sent`.
+    let mut scratch = Vec::with_capacity(4096);
     loop {
-        let wait = batcher.next_due(Instant::now());
+        let now = Instant::now();
+        let wait = lanes
+            .iter()
+            .map(|l| l.batcher.next_due(now))
+            .min()
+            .unwrap_or(limits.max_age);
         let fb = match frames.recv_timeout(wait) {
             Ok(fb) => fb,
             Err(flume::RecvTimeoutError::Timeout) => {
-                for batch in batcher.take_aged(Instant::now()) {
-                    send(batch, &batcher, &mut open);
+                for lane in &mut lanes {
+                    for batch in lane.batcher.take_aged(Instant::now()) {
+                        lane.send(batch);
+                    }
                 }
                 continue;
             }
@@ -64,28 +109,71 @@ pub fn decode(
                 peer: info.peer.map(|_| peer.text.as_str()),
                 truncated: info.truncated,
             };
-            let done = builder.convert(message, &rx, &mut counts, |table, write| {
-                match table {
+            if direct {
+                let lane = &mut lanes[0];
+                let done = builder.convert(message, &rx, &mut counts, |table, write| {
+                    match table {
+                        Table::CommonSecurityLog => cef += 1,
+                        Table::Syslog => syslog += 1,
+                    }
+                    lane.batcher.push(table, now, write)
+                });
+                Metrics::add(&lane.tap.counters.rows_kept, 1);
+                if let Some(done) = done {
+                    lane.send(done);
+                }
+                continue;
+            }
+            builder.convert_row(message, &rx, &mut counts, |row| {
+                match row.table {
                     Table::CommonSecurityLog => cef += 1,
                     Table::Syslog => syslog += 1,
                 }
-                batcher.push(table, now, write)
+                for lane in &mut lanes {
+                    let tap = &lane.tap;
+                    if tap.filter.as_ref().is_some_and(|f| !f.keeps(row)) {
+                        scratch.clear();
+                        write_json(row, &mut scratch);
+                        Metrics::add(&tap.counters.rows_filtered, 1);
+                        Metrics::add(&tap.counters.bytes_not_sent, scratch.len() as u64 + 1);
+                        continue;
+                    }
+                    Metrics::add(&tap.counters.rows_kept, 1);
+                    let away = &tap.project_away;
+                    let done = if away.is_empty() {
+                        lane.batcher
+                            .push(row.table, now, |out| write_json(row, out))
+                    } else {
+                        let mut removed = 0;
+                        let done = lane.batcher.push(row.table, now, |out| {
+                            removed = write_json_where(row, |c| !away.removes(c), out);
+                        });
+                        Metrics::add(&tap.counters.bytes_not_sent, removed as u64);
+                        done
+                    };
+                    if let Some(done) = done {
+                        lane.send(done);
+                    }
+                }
             });
-            if let Some(done) = done {
-                send(done, &batcher, &mut open);
-            }
         }
-        open.set(batcher.open_bytes());
+        for lane in &mut lanes {
+            lane.open.set(lane.batcher.open_bytes());
+        }
         drop(fb);
         Metrics::add(&metrics.rows_cef, cef);
         Metrics::add(&metrics.rows_syslog, syslog);
         metrics.add_problems(&counts);
-        for batch in batcher.take_aged(Instant::now()) {
-            send(batch, &batcher, &mut open);
+        for lane in &mut lanes {
+            for batch in lane.batcher.take_aged(Instant::now()) {
+                lane.send(batch);
+            }
         }
     }
-    for batch in batcher.take_all() {
-        send(batch, &batcher, &mut open);
+    for lane in &mut lanes {
+        for batch in lane.batcher.take_all() {
+            lane.send(batch);
+        }
     }
 }
 

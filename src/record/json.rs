@@ -6,32 +6,53 @@ use crate::decode::time::write_iso8601;
 
 /// Appends `row` as one JSON object (no trailing newline).
 pub fn write_json(row: &Row<'_>, out: &mut Vec<u8>) {
+    write_json_where(row, |_| true, out);
+}
+
+/// Appends `row` as one JSON object with only the columns `keep` accepts; returns how many
+/// bytes the others would have taken.
+pub fn write_json_where(row: &Row<'_>, keep: impl Fn(&str) -> bool, out: &mut Vec<u8>) -> usize {
+    let mut first = true;
+    let mut left_out = 0;
     out.push(b'{');
-    for (i, (column, value)) in row.columns.iter().enumerate() {
-        if i > 0 {
+    for (column, value) in &row.columns {
+        if !keep(column) {
+            let start = out.len();
+            write_pair(column, value, out);
+            left_out += out.len() - start + 1;
+            out.truncate(start);
+            continue;
+        }
+        if !first {
             out.push(b',');
         }
-        write_str(column, out);
-        out.push(b':');
-        match value {
-            Value::Str(s) => write_str(s, out),
-            Value::Int(n) => {
-                let mut buf = itoa::Buffer::new();
-                out.extend_from_slice(buf.format(*n).as_bytes());
-            }
-            Value::Real(x) => {
-                // Only finite values reach a row (see record::convert).
-                let mut buf = ryu::Buffer::new();
-                out.extend_from_slice(buf.format_finite(*x).as_bytes());
-            }
-            Value::Time(t) => {
-                out.push(b'"');
-                write_iso8601(t, out);
-                out.push(b'"');
-            }
-        }
+        first = false;
+        write_pair(column, value, out);
     }
     out.push(b'}');
+    left_out
+}
+
+fn write_pair(column: &str, value: &Value<'_>, out: &mut Vec<u8>) {
+    write_str(column, out);
+    out.push(b':');
+    match value {
+        Value::Str(s) => write_str(s, out),
+        Value::Int(n) => {
+            let mut buf = itoa::Buffer::new();
+            out.extend_from_slice(buf.format(*n).as_bytes());
+        }
+        Value::Real(x) => {
+            // Only finite values reach a row (see record::convert).
+            let mut buf = ryu::Buffer::new();
+            out.extend_from_slice(buf.format_finite(*x).as_bytes());
+        }
+        Value::Time(t) => {
+            out.push(b'"');
+            write_iso8601(t, out);
+            out.push(b'"');
+        }
+    }
 }
 
 /// A JSON string literal: `"`, `\` and control characters escaped, everything else as is.

@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 
 pub use fields::{ColumnType, FIELDS, FieldSpec, lookup};
-pub use json::write_json;
+pub use json::{write_json, write_json_where};
 pub use problem::{DIAGNOSTICS_COLUMN, Problem, ProblemCounts, ProblemKind};
 use schema::columns as col;
 
@@ -187,6 +187,21 @@ impl RowBuilder {
         let row = self.build(&text, matches!(text, Cow::Owned(_)), rx);
         counts.record(&row.problems);
         place(row.table, &|out: &mut Vec<u8>| write_json(&row, out))
+    }
+
+    /// As [`RowBuilder::convert`], handing the row itself to `use_row` (to filter it, or
+    /// write it for several outputs).
+    pub fn convert_row<R>(
+        &self,
+        message: &[u8],
+        rx: &Reception<'_>,
+        counts: &mut ProblemCounts,
+        use_row: impl FnOnce(&Row<'_>) -> R,
+    ) -> R {
+        let text = String::from_utf8_lossy(message);
+        let row = self.build(&text, matches!(text, Cow::Owned(_)), rx);
+        counts.record(&row.problems);
+        use_row(&row)
     }
 
     /// Decodes one message and builds its row. `lossy` says the text had invalid UTF-8
