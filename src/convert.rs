@@ -16,6 +16,10 @@ pub struct ConvertSettings {
     pub received_at: Option<DateTime<Utc>>,
     /// Zone for timestamps that carry none.
     pub zone: SenderZone,
+    /// `--where`: only rows it keeps are written (the others are counted).
+    pub filter: Option<crate::filter::Predicate>,
+    /// `--project-away`: columns left out.
+    pub project_away: crate::filter::ProjectAway,
 }
 
 /// What one conversion did.
@@ -26,6 +30,8 @@ pub struct ConvertSummary {
     pub cef_rows: u64,
     pub syslog_rows: u64,
     pub problems: ProblemCounts,
+    /// Rows `--where` left out (not written).
+    pub dropped: u64,
 }
 
 /// Converts every line of `input` (LF or CRLF; a final line without LF counts) and writes one
@@ -56,11 +62,27 @@ pub fn convert_stream<R: BufRead, W: Write>(
             peer: None,
             truncated: false,
         };
-        let table = builder.convert(message, &rx, &mut summary.problems, |table, write| {
-            write(&mut out);
-            table
-        });
-        out.push(b'\n');
+        let (table, kept) = if settings.filter.is_none() && settings.project_away.is_empty() {
+            let table = builder.convert(message, &rx, &mut summary.problems, |table, write| {
+                write(&mut out);
+                table
+            });
+            (table, true)
+        } else {
+            builder.convert_row(message, &rx, &mut summary.problems, |row| {
+                let kept = settings.filter.as_ref().is_none_or(|f| f.keeps(row));
+                if kept {
+                    let away = &settings.project_away;
+                    crate::record::write_json_where(row, |c| !away.removes(c), &mut out);
+                }
+                (row.table, kept)
+            })
+        };
+        if kept {
+            out.push(b'\n');
+        } else {
+            summary.dropped += 1;
+        }
         match table {
             Table::CommonSecurityLog => summary.cef_rows += 1,
             Table::Syslog => summary.syslog_rows += 1,

@@ -227,6 +227,13 @@ struct ConvertArgs {
     /// Keep RFC 5424 structured data at the front of SyslogMessage (the Azure agent drops it).
     #[arg(long)]
     keep_structured_data: bool,
+    /// Write only the rows this KQL predicate keeps (an output's `where`); the kept and
+    /// dropped counts go to stderr.
+    #[arg(long = "where", value_name = "EXPR")]
+    predicate: Option<String>,
+    /// Leave these columns out (an output's `project_away`).
+    #[arg(long, value_name = "COL,...", value_delimiter = ',')]
+    project_away: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -629,7 +636,25 @@ fn convert(args: ConvertArgs) -> Result<(), String> {
         record.collector_host = host;
     }
     let builder = RowBuilder::new(record);
-    let settings = ConvertSettings { received_at, zone };
+    let filter = match &args.predicate {
+        None => None,
+        Some(text) => Some(cefgate::filter::Predicate::parse(text).map_err(|e| {
+            format!(
+                "--where: {e}\n  {text}\n  {}^",
+                " ".repeat(text[..e.offset.min(text.len())].chars().count())
+            )
+        })?),
+    };
+    let away: Vec<&str> = args.project_away.iter().map(String::as_str).collect();
+    let project_away = cefgate::filter::ProjectAway::new(&away)
+        .map_err(|(i, e)| format!("--project-away {}: {e}", args.project_away[i]))?;
+    let filtering = filter.is_some();
+    let settings = ConvertSettings {
+        received_at,
+        zone,
+        filter,
+        project_away,
+    };
 
     let total: u64 = args
         .files
@@ -684,6 +709,13 @@ fn convert(args: ConvertArgs) -> Result<(), String> {
     }
     let _ = out.flush();
     report(&summary);
+    if filtering {
+        eprintln!(
+            "cefgate: --where kept {} rows and dropped {}",
+            summary.lines - summary.dropped,
+            summary.dropped
+        );
+    }
     result
 }
 

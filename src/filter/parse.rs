@@ -209,7 +209,11 @@ impl<'a> Lexer<'a> {
         }
         Err(ParseError {
             offset: start,
-            message: format!("unexpected {c:?}"),
+            message: if c == '=' {
+                "`=` is no operator: write `==` (or `=~` to ignore case)".into()
+            } else {
+                format!("unexpected {c:?}")
+            },
         })
     }
 }
