@@ -193,6 +193,9 @@ pub struct ListenerConfig {
     /// TLS: handshakes in progress at once.
     #[serde(default = "defaults::max_handshakes")]
     pub max_handshakes: usize,
+    /// TCP/TLS: every connection starts with a PROXY header (v1 or v2) naming the sender.
+    #[serde(default)]
+    pub proxy_protocol: bool,
     /// UDP: the socket receive buffer asked of the kernel.
     pub receive_buffer_bytes: Option<usize>,
     /// The zone of this listener's senders for timestamps without one (else `[record]`'s).
@@ -850,6 +853,12 @@ impl Config {
                     }
                 }
                 Protocol::Udp | Protocol::Tcp => {
+                    if protocol == Protocol::Udp && l.proxy_protocol {
+                        problems.push(at.problem(
+                            at.key(table.clone(), "proxy_protocol").or(table.clone()),
+                            "`proxy_protocol` only applies to tcp and tls listeners (UDP has no PROXY header: keep the source address with externalTrafficPolicy: Local or a direct route)",
+                        ));
+                    }
                     for (name, value) in [
                         ("cert", &l.cert),
                         ("key", &l.key),
@@ -893,6 +902,7 @@ impl Config {
                     max_connections_per_source: l.max_connections_per_source,
                     frame_timeout: Duration::from_secs(l.frame_timeout_secs),
                     max_handshakes: l.max_handshakes,
+                    proxy_protocol: l.proxy_protocol,
                     receive_buffer_bytes: l
                         .receive_buffer_bytes
                         .unwrap_or_else(defaults::receive_buffer_bytes),

@@ -67,6 +67,11 @@ enum Command {
     /// Run a local workspace that answers like Azure (both ingestion APIs, token endpoints).
     #[cfg(feature = "emulator")]
     Emulate(EmulateArgs),
+    /// Work on a spool without receiving anything.
+    Spool {
+        #[command(subcommand)]
+        action: SpoolAction,
+    },
     /// Inspect or resend the rows the service refused for good (the dead-letter queue).
     Dlq {
         #[command(subcommand)]
@@ -154,6 +159,19 @@ struct EmulateArgs {
     /// key.
     #[arg(long)]
     client_certificate: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum SpoolAction {
+    /// Deliver what a stopped instance left in its spool (a pod scaled away, a host
+    /// retired), then exit: 0 when the spool is empty afterwards.
+    Drain {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Give up after this long; what is undelivered stays in the spool.
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -256,6 +274,13 @@ fn main() -> ExitCode {
         #[cfg(feature = "emulator")]
         Command::Emulate(args) => emulate(args),
         Command::Dlq { action } => dlq(action),
+        Command::Spool {
+            action:
+                SpoolAction::Drain {
+                    config,
+                    timeout_secs,
+                },
+        } => drain(&config, timeout_secs),
         Command::Assets { out } => assets(&out),
         Command::DcrTemplate {
             custom_tables,
@@ -386,6 +411,30 @@ fn assets(out: &std::path::Path) -> Result<(), String> {
         "wrote cefgate.1 and completions for bash, zsh and fish to {}",
         out.display()
     );
+    Ok(())
+}
+
+fn drain(path: &PathBuf, timeout_secs: u64) -> Result<(), String> {
+    let (_, resolved) = load(Some(path))?;
+    if !resolved
+        .outputs
+        .iter()
+        .any(|p| matches!(p.buffer, cefgate::buffer::BufferSettings::Spool(_)))
+    {
+        return Err("the configuration has no [spool]: nothing to drain".into());
+    }
+    let s = cefgate::run::drain(&resolved, std::time::Duration::from_secs(timeout_secs))
+        .map_err(|e| e.to_string())?;
+    println!(
+        "drained {} chunk(s) with {} row(s): {} delivered, {} dead-lettered; {} chunk(s) left",
+        s.chunks, s.rows, s.delivered, s.dead_lettered, s.left
+    );
+    if s.left > 0 {
+        return Err(format!(
+            "{} chunk(s) are still in the spool: run drain again once the output is reachable",
+            s.left
+        ));
+    }
     Ok(())
 }
 

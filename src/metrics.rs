@@ -38,6 +38,8 @@ pub struct Metrics {
     pub connections_refused_per_source: AtomicU64,
     /// TLS connections refused because `max_handshakes` were in progress.
     pub handshakes_refused: AtomicU64,
+    /// Connections refused for a missing, malformed or late PROXY header.
+    pub proxy_headers_refused: AtomicU64,
     /// `accept` failures (out of descriptors, ...), each followed by a back-off.
     pub accept_errors: AtomicU64,
     /// Partial frames cut at `frame_timeout_secs` (their connections closed).
@@ -270,7 +272,7 @@ impl Metrics {
     /// and the summary line all read this one list.
     pub fn scalars(&self) -> Vec<(&'static str, Kind, &'static str, u64)> {
         use Kind::{Counter as C, Gauge as G};
-        let table: [(&'static str, Kind, &'static str, &AtomicU64); 50] = [
+        let table: [(&'static str, Kind, &'static str, &AtomicU64); 51] = [
             (
                 "udp_datagrams",
                 C,
@@ -375,6 +377,12 @@ impl Metrics {
                 C,
                 "TLS connections refused: max_handshakes were in progress",
                 &self.handshakes_refused,
+            ),
+            (
+                "proxy_headers_refused",
+                C,
+                "Connections refused for a missing, malformed or late PROXY header",
+                &self.proxy_headers_refused,
             ),
             (
                 "accept_errors",

@@ -503,7 +503,7 @@ impl Listeners {
 /// certificate is a change).
 fn fingerprint(settings: &ListenerSettings) -> String {
     let mut text = format!(
-        "{} {} {:?} {} {:?} {} {} {:?} {} {:?} {:?} {:?} {} {:?} {:?}",
+        "{} {} {:?} {} {:?} {} {} {:?} {} {} {:?} {:?} {:?} {} {:?} {:?}",
         settings.protocol,
         settings.address,
         settings.framing,
@@ -513,6 +513,7 @@ fn fingerprint(settings: &ListenerSettings) -> String {
         settings.max_connections_per_source,
         settings.frame_timeout,
         settings.max_handshakes,
+        settings.proxy_protocol,
         settings.idle_timeout,
         settings.keepalive,
         settings.handshake_timeout,
@@ -734,4 +735,92 @@ async fn wait_for_signal() -> Signal {
         _ = int.recv() => { tracing::info!("SIGINT received"); Signal::Stop }
         _ = hup.recv() => { tracing::info!("SIGHUP received"); Signal::Reload }
     }
+}
+
+/// What `cefgate spool drain` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DrainSummary {
+    pub chunks: usize,
+    pub rows: usize,
+    pub delivered: u64,
+    pub dead_lettered: u64,
+    /// Chunks still in the spool folders afterwards (not delivered in time).
+    pub left: usize,
+}
+
+/// `cefgate spool drain`: delivers what a stopped instance left in its spool (a pod scaled
+/// away, a host retired) through the configured outputs, and returns. Nothing is received.
+/// Rows still undelivered at `timeout` stay in the spool; rows the service refuses go to the
+/// dead-letter file, as in a run.
+pub fn drain(resolved: &Resolved, timeout: Duration) -> Result<DrainSummary, RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cefgate-drain")
+        .build()
+        .map_err(RunError::Runtime)?;
+    let metrics = Arc::new(Metrics::default());
+    let give_up = CancellationToken::new();
+    let mut summary = DrainSummary::default();
+    let mut outputs = Vec::new();
+    for plan in &resolved.outputs {
+        let BufferSettings::Spool(spool) = &plan.buffer else {
+            continue;
+        };
+        if !spool.path.is_dir() {
+            continue;
+        }
+        let (writer, reader, recovery) = buffer::open(&plan.buffer, metrics.clone())?;
+        // No input: the spool ends once what it holds is handed out.
+        drop(writer);
+        summary.chunks += recovery.chunks;
+        summary.rows += recovery.rows;
+        tracing::info!(
+            "{}: {} chunk(s) with {} row(s) to deliver from {}",
+            plan.name,
+            recovery.chunks,
+            recovery.rows,
+            spool.path.display()
+        );
+        let mut output = Outputs {
+            name: plan.name.clone(),
+            reader: Arc::new(reader),
+            give_up: give_up.clone(),
+            metrics: metrics.clone(),
+            current: None,
+            retired: Vec::new(),
+        };
+        {
+            let _guard = runtime.enter();
+            output.start(&plan.settings)?;
+        }
+        outputs.push(output);
+    }
+    let finished = runtime.block_on(async {
+        let all = async {
+            for output in &mut outputs {
+                output.finish().await;
+            }
+        };
+        tokio::pin!(all);
+        if tokio::time::timeout(timeout, &mut all).await.is_ok() {
+            return true;
+        }
+        give_up.cancel();
+        tokio::time::timeout(AFTER_GIVE_UP, all).await.is_ok()
+    });
+    if !finished {
+        return Err(RunError::OutputStuck(AFTER_GIVE_UP));
+    }
+    summary.delivered = Metrics::get(&metrics.rows_delivered);
+    summary.dead_lettered = Metrics::get(&metrics.rows_dead_lettered);
+    summary.left = resolved
+        .outputs
+        .iter()
+        .filter_map(|p| match &p.buffer {
+            BufferSettings::Spool(s) => Some(crate::spool::chunks_in(&s.path)),
+            BufferSettings::Memory => None,
+        })
+        .sum();
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(summary)
 }

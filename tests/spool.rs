@@ -435,3 +435,48 @@ fn sigterm_with_the_endpoint_down_and_the_spool_full_loses_nothing_read() {
     });
     assert_eq!(stored, read, "each row delivered exactly once");
 }
+
+/// A pod scaled away leaves its spool behind: `cefgate spool drain` delivers it through the
+/// configured output and exits, without receiving anything.
+#[test]
+fn spool_drain_delivers_what_a_killed_run_left() {
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let spool = tempfile::tempdir().unwrap();
+    let mut first = gate(&endpoint, spool.path(), "");
+    send(&first, 0, 2_000);
+    wait_for("2,000 rows in the spool", LONG, || {
+        (spooled_rows(spool.path()).1 == 2_000).then_some(())
+    });
+    first.kill9();
+
+    let emu = Emulator::start_at(&format!("127.0.0.1:{port}"), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("drain.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n\n[output]\ntype = \"logs-ingestion\"\nendpoint = \"{endpoint}\"\nauthority_host = \"{endpoint}\"\ndcr_id = \"dcr-00000000000000000000000000000000\"\ntenant_id = \"00000000-0000-0000-0000-000000000000\"\nclient_id = \"00000000-0000-0000-0000-000000000000\"\nclient_secret_env = \"CEFGATE_CLIENT_SECRET\"\n\n[spool]\npath = \"{}\"\n",
+            spool.path().display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cefgate"))
+        .args(["spool", "drain", "--timeout-secs", "60", "--config"])
+        .arg(&config)
+        .env("CEFGATE_CLIENT_SECRET", "emulator-client-secret")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("with 2000 row(s): 2000 delivered, 0 dead-lettered; 0 chunk(s) left"),
+        "{stdout}"
+    );
+    assert_eq!(delivered(&emu).len(), 2_000);
+    assert_eq!(spooled_rows(spool.path()).0, 0);
+}

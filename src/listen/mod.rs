@@ -5,6 +5,7 @@
 //! TCP/TLS readers wait (so the kernel pushes back on the sender) and makes UDP drop and
 //! count.
 
+pub mod proxy;
 pub mod tcp;
 pub mod tls;
 pub mod udp;
@@ -62,6 +63,9 @@ pub struct ListenerSettings {
     /// TLS: handshakes in progress at once. A connection takes one of `max_connections`
     /// only once its handshake is done, so stalled handshakes cannot fill those.
     pub max_handshakes: usize,
+    /// TCP/TLS: a PROXY header (v1 or v2) comes first and names the sender, whose address
+    /// is then used for `HostIP`, the allowlist and the per-source limit.
+    pub proxy_protocol: bool,
     /// TCP/TLS: a connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
     /// TCP/TLS: keepalive probes after this much idle time.

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::{FrameBatch, ListenerContext, ListenerSettings};
+use super::{FrameBatch, ListenerContext, ListenerSettings, proxy};
 use crate::frame::FrameDecoder;
 use crate::metrics::Metrics;
 
@@ -121,6 +121,79 @@ pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: Li
                 continue;
             }
         };
+        if config.proxy_protocol {
+            // The sender is named by the header: every check waits for it. Pending headers
+            // share the handshake limit (and its timeout), so they cannot pile up.
+            let Ok(pending) = handshakes.clone().try_acquire_owned() else {
+                Metrics::add(&ctx.metrics.handshakes_refused, 1);
+                refuse(
+                    &ctx,
+                    peer,
+                    format_args!("max_handshakes ({}) in progress", config.max_handshakes),
+                );
+                continue;
+            };
+            let (config, ctx) = (config.clone(), ctx.clone());
+            let (tls, sources, slots) = (tls.clone(), sources.clone(), slots.clone());
+            connections.spawn(async move {
+                let mut stream = stream;
+                set_keepalive(&stream, config.keepalive);
+                let sender = match proxy::read_header(&mut stream, config.handshake_timeout).await {
+                    Ok(proxy::Source::Client(address)) => address,
+                    Ok(proxy::Source::Itself) => peer,
+                    Err(e) => {
+                        Metrics::add(&ctx.metrics.proxy_headers_refused, 1);
+                        refuse(&ctx, peer, format_args!("{e}"));
+                        return;
+                    }
+                };
+                if !ctx.allowed(sender.ip()) {
+                    refuse(&ctx, sender, format_args!("not in the allowlist"));
+                    return;
+                }
+                let Some(source) = sources.take(sender.ip(), config.max_connections_per_source)
+                else {
+                    Metrics::add(&ctx.metrics.connections_refused_per_source, 1);
+                    refuse(
+                        &ctx,
+                        sender,
+                        format_args!(
+                            "its address holds max_connections_per_source ({}) connections",
+                            config.max_connections_per_source
+                        ),
+                    );
+                    return;
+                };
+                let tls_stream = match &tls {
+                    Some(acceptor) => {
+                        match acceptor.handshake(stream, sender, &config, &ctx).await {
+                            Some(s) => Ok(s),
+                            None => return,
+                        }
+                    }
+                    None => Err(stream),
+                };
+                drop(pending);
+                let Ok(slot) = slots.try_acquire_owned() else {
+                    refuse(
+                        &ctx,
+                        sender,
+                        format_args!("max_connections ({}) reached", config.max_connections),
+                    );
+                    return;
+                };
+                Metrics::add(&ctx.metrics.connections_accepted, 1);
+                Metrics::add(&ctx.counters.connections_accepted, 1);
+                let _active = Active::new(&ctx);
+                match tls_stream {
+                    Ok(s) => read_stream(s, sender, &config, &ctx).await,
+                    Err(s) => read_stream(s, sender, &config, &ctx).await,
+                }
+                drop((slot, source));
+            });
+            while connections.try_join_next().is_some() {}
+            continue;
+        }
         if !ctx.allowed(peer.ip()) {
             refuse(&ctx, peer, format_args!("not in the allowlist"));
             continue;

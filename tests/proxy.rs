@@ -1,0 +1,95 @@
+//! Behind a real load balancer: HAProxy spreads connections from 127.0.0.2 over two cefgate
+//! instances, one fed PROXY v2 (`send-proxy-v2`) and one v1 (`send-proxy`). Every message
+//! lands exactly once, both take a share, and each row names the real sender.
+
+mod common;
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+
+use common::{Cefgate, DEADLINE, connect_from, free_port, wait_for};
+
+const PROXIED: &str =
+    "[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\nproxy_protocol = true\n";
+
+struct Haproxy(Child);
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn haproxy(dir: &std::path::Path, front: u16, a: SocketAddr, b: SocketAddr) -> Haproxy {
+    let config = format!(
+        "global\n  maxconn 256\n\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\nfrontend syslog\n  bind 127.0.0.1:{front}\n  default_backend gates\n\nbackend gates\n  balance roundrobin\n  server a {a} send-proxy-v2\n  server b {b} send-proxy\n"
+    );
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, config).unwrap();
+    let child = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("haproxy is installed (.ci/run installs the Debian package)");
+    let proxy = Haproxy(child);
+    let address: SocketAddr = format!("127.0.0.1:{front}").parse().unwrap();
+    wait_for("haproxy to listen", DEADLINE, || {
+        TcpStream::connect(address).ok().map(drop)
+    });
+    proxy
+}
+
+#[test]
+fn haproxy_spreads_senders_over_two_instances_and_each_row_names_the_sender() {
+    let mut a = Cefgate::start(PROXIED);
+    let mut b = Cefgate::start(PROXIED);
+    let dir = tempfile::tempdir().unwrap();
+    let front = free_port();
+    let _haproxy = haproxy(dir.path(), front, a.tcp.unwrap(), b.tcp.unwrap());
+    let address: SocketAddr = format!("127.0.0.1:{front}").parse().unwrap();
+    let (connections, per) = (20, 25);
+    for c in 0..connections {
+        let mut s = connect_from("127.0.0.2", address);
+        for i in 0..per {
+            writeln!(s, "<13>host app: m-{c}-{i}").unwrap();
+        }
+        s.flush().unwrap();
+    }
+    let total = connections * per;
+    let all = wait_for("every message", DEADLINE, || {
+        let rows: Vec<_> = a.rows().into_iter().chain(b.rows()).collect();
+        (rows.len() >= total).then_some(rows)
+    });
+    assert_eq!(all.len(), total, "no message twice");
+    let mut seen: Vec<&str> = all
+        .iter()
+        .map(|r| r["SyslogMessage"].as_str().unwrap())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), total, "each message once");
+    for row in &all {
+        assert_eq!(row["HostIP"], "127.0.0.2", "{row}");
+    }
+    let (share_a, share_b) = (a.rows().len(), b.rows().len());
+    assert!(
+        share_a > 0 && share_b > 0,
+        "both take a share: {share_a} / {share_b}"
+    );
+    // A connection that skips the balancer (no header) is refused and counted.
+    let mut direct = TcpStream::connect(a.tcp.unwrap()).unwrap();
+    writeln!(direct, "<13>host app: sneaky").unwrap();
+    drop(direct);
+    wait_for("the refusal", DEADLINE, || {
+        a.stderr().contains("no PROXY header").then_some(())
+    });
+    let ca = a.stop();
+    b.stop();
+    assert_eq!(ca.get("proxy_headers_refused"), 1);
+    assert!(a.rows().iter().all(|r| r["SyslogMessage"] != "sneaky"));
+}
