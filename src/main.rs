@@ -438,6 +438,16 @@ fn drain(path: &PathBuf, timeout_secs: u64) -> Result<(), String> {
     Ok(())
 }
 
+fn dead_letters(path: &std::path::Path) -> Result<cefgate::dlq::Summary, String> {
+    cefgate::dlq::list(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+fn print_causes(s: &cefgate::dlq::Summary) {
+    for ((route, error), n) in &s.by_cause {
+        println!("{n:>8}  {route}  {error}");
+    }
+}
+
 fn dlq(action: DlqAction) -> Result<(), String> {
     match action {
         DlqAction::List { config } => {
@@ -445,15 +455,12 @@ fn dlq(action: DlqAction) -> Result<(), String> {
                 .map_err(|e| format!("invalid configuration:\n{e}"))?;
             for i in 0..config.output.len() {
                 let path = config.dead_letter_path(i);
-                let s = cefgate::dlq::list(&path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let s = dead_letters(&path)?;
                 println!("{}: {} dead-lettered row(s)", path.display(), s.entries);
                 if let (Some(o), Some(n)) = (&s.oldest, &s.newest) {
                     println!("from {o} to {n}");
                 }
-                for ((route, error), n) in &s.by_cause {
-                    println!("{n:>8}  {route}  {error}");
-                }
+                print_causes(&s);
                 if !s.unreadable.is_empty() {
                     println!("unreadable lines: {:?}", s.unreadable);
                 }
@@ -469,16 +476,13 @@ fn dlq(action: DlqAction) -> Result<(), String> {
                 .map_err(|e| format!("invalid configuration:\n{e}"))?;
             for i in 0..config.output.len() {
                 let path = config.dead_letter_path(i);
-                let s = cefgate::dlq::list(&path)
-                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                let s = dead_letters(&path)?;
                 println!(
                     "would send {} row(s) from {} (waiting up to {timeout_secs} s); nothing was sent",
                     s.entries,
                     path.display()
                 );
-                for ((route, error), n) in &s.by_cause {
-                    println!("{n:>8}  {route}  {error}");
-                }
+                print_causes(&s);
             }
             Ok(())
         }

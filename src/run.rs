@@ -121,18 +121,7 @@ pub fn run(
                 recovery.quarantined
             );
         }
-        let mut output = Outputs {
-            name: plan.name.clone(),
-            reader: Arc::new(reader),
-            give_up: give_up.clone(),
-            metrics: metrics.clone(),
-            current: None,
-            retired: Vec::new(),
-        };
-        {
-            let _guard = runtime.enter();
-            output.start(&plan.settings)?;
-        }
+        let output = Outputs::started(&runtime, plan, reader, &give_up, &metrics)?;
         outputs.push(output);
         writers.push(writer);
     }
@@ -375,6 +364,27 @@ struct Outputs {
 }
 
 impl Outputs {
+    /// The output of `plan`, delivering from `reader` already.
+    fn started(
+        runtime: &tokio::runtime::Runtime,
+        plan: &crate::config::OutputPlan,
+        reader: Reader,
+        give_up: &CancellationToken,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Outputs, sink::OutputSetupError> {
+        let mut output = Outputs {
+            name: plan.name.clone(),
+            reader: Arc::new(reader),
+            give_up: give_up.clone(),
+            metrics: metrics.clone(),
+            current: None,
+            retired: Vec::new(),
+        };
+        let _guard = runtime.enter();
+        output.start(&plan.settings)?;
+        Ok(output)
+    }
+
     /// Builds an output from `settings` and lets it take batches; the one running before
     /// stops taking them and settles those it holds. Must run inside the runtime.
     fn start(&mut self, settings: &sink::OutputSettings) -> Result<(), sink::OutputSetupError> {
@@ -781,18 +791,7 @@ pub fn drain(resolved: &Resolved, timeout: Duration) -> Result<DrainSummary, Run
             recovery.rows,
             spool.path.display()
         );
-        let mut output = Outputs {
-            name: plan.name.clone(),
-            reader: Arc::new(reader),
-            give_up: give_up.clone(),
-            metrics: metrics.clone(),
-            current: None,
-            retired: Vec::new(),
-        };
-        {
-            let _guard = runtime.enter();
-            output.start(&plan.settings)?;
-        }
+        let output = Outputs::started(&runtime, plan, reader, &give_up, &metrics)?;
         outputs.push(output);
     }
     let finished = runtime.block_on(async {

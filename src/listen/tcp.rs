@@ -71,18 +71,35 @@ fn refuse(ctx: &ListenerContext, peer: SocketAddr, why: std::fmt::Arguments<'_>)
     }
 }
 
+/// What every connection of one listener shares: its settings and limits.
+struct Admission {
+    config: Arc<ListenerSettings>,
+    ctx: ListenerContext,
+    /// `max_connections`.
+    slots: Arc<Semaphore>,
+    /// `max_handshakes`: TLS handshakes and PROXY headers in progress.
+    handshakes: Arc<Semaphore>,
+    /// `max_connections_per_source`.
+    sources: Arc<Sources>,
+}
+
 /// Accepts connections until shutdown. `tls`, when set, wraps each one first.
 ///
-/// Limits, checked in this order: the allowlist, `max_connections_per_source` (one host
-/// cannot take every slot), then for TLS `max_handshakes` (a handshake holds no connection
-/// slot: stalled handshakes cannot lock senders out), then `max_connections`. When the
-/// process runs out of descriptors, accepting backs off (10 ms doubling to 1 s) instead of
-/// spinning; the kernel queues (and then refuses) connections meanwhile.
+/// Limits, checked in this order: `max_handshakes` for a connection that owes a PROXY header
+/// or a TLS handshake (it holds no connection slot meanwhile, so stalled handshakes cannot
+/// lock senders out), the allowlist and `max_connections_per_source` for the sender (the
+/// one its PROXY header names, when the listener takes them; one host cannot take every
+/// slot), then `max_connections`. When the process runs out of descriptors, accepting backs
+/// off (10 ms doubling to 1 s) instead of spinning; the kernel queues (and then refuses)
+/// connections meanwhile.
 pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: ListenerContext) {
-    let tls = config.tls.clone();
-    let slots = Arc::new(Semaphore::new(config.max_connections));
-    let handshakes = Arc::new(Semaphore::new(config.max_handshakes));
-    let sources = Arc::new(Sources::default());
+    let admission = Arc::new(Admission {
+        slots: Arc::new(Semaphore::new(config.max_connections)),
+        handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
+        sources: Arc::new(Sources::default()),
+        config,
+        ctx: ctx.clone(),
+    });
     let mut connections = tokio::task::JoinSet::new();
     let mut backoff = Duration::ZERO;
     loop {
@@ -121,117 +138,11 @@ pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: Li
                 continue;
             }
         };
-        if config.proxy_protocol {
-            // The sender is named by the header: every check waits for it. Pending headers
-            // share the handshake limit (and its timeout), so they cannot pile up.
-            let Ok(pending) = handshakes.clone().try_acquire_owned() else {
-                Metrics::add(&ctx.metrics.handshakes_refused, 1);
-                refuse(
-                    &ctx,
-                    peer,
-                    format_args!("max_handshakes ({}) in progress", config.max_handshakes),
-                );
-                continue;
-            };
-            let (config, ctx) = (config.clone(), ctx.clone());
-            let (tls, sources, slots) = (tls.clone(), sources.clone(), slots.clone());
-            connections.spawn(async move {
-                let mut stream = stream;
-                set_keepalive(&stream, config.keepalive);
-                let sender = match proxy::read_header(&mut stream, config.handshake_timeout).await {
-                    Ok(proxy::Source::Client(address)) => address,
-                    Ok(proxy::Source::Itself) => peer,
-                    Err(e) => {
-                        Metrics::add(&ctx.metrics.proxy_headers_refused, 1);
-                        refuse(&ctx, peer, format_args!("{e}"));
-                        return;
-                    }
-                };
-                if !ctx.allowed(sender.ip()) {
-                    refuse(&ctx, sender, format_args!("not in the allowlist"));
-                    return;
-                }
-                let Some(source) = sources.take(sender.ip(), config.max_connections_per_source)
-                else {
-                    Metrics::add(&ctx.metrics.connections_refused_per_source, 1);
-                    refuse(
-                        &ctx,
-                        sender,
-                        format_args!(
-                            "its address holds max_connections_per_source ({}) connections",
-                            config.max_connections_per_source
-                        ),
-                    );
-                    return;
-                };
-                let tls_stream = match &tls {
-                    Some(acceptor) => {
-                        match acceptor.handshake(stream, sender, &config, &ctx).await {
-                            Some(s) => Ok(s),
-                            None => return,
-                        }
-                    }
-                    None => Err(stream),
-                };
-                drop(pending);
-                let Ok(slot) = slots.try_acquire_owned() else {
-                    refuse(
-                        &ctx,
-                        sender,
-                        format_args!("max_connections ({}) reached", config.max_connections),
-                    );
-                    return;
-                };
-                Metrics::add(&ctx.metrics.connections_accepted, 1);
-                Metrics::add(&ctx.counters.connections_accepted, 1);
-                let _active = Active::new(&ctx);
-                match tls_stream {
-                    Ok(s) => read_stream(s, sender, &config, &ctx).await,
-                    Err(s) => read_stream(s, sender, &config, &ctx).await,
-                }
-                drop((slot, source));
-            });
-            while connections.try_join_next().is_some() {}
-            continue;
-        }
-        if !ctx.allowed(peer.ip()) {
-            refuse(&ctx, peer, format_args!("not in the allowlist"));
-            continue;
-        }
-        let Some(source) = sources.take(peer.ip(), config.max_connections_per_source) else {
-            Metrics::add(&ctx.metrics.connections_refused_per_source, 1);
-            refuse(
-                &ctx,
-                peer,
-                format_args!(
-                    "its address holds max_connections_per_source ({}) connections",
-                    config.max_connections_per_source
-                ),
-            );
-            continue;
-        };
-        set_keepalive(&stream, config.keepalive);
-        let (config, ctx) = (config.clone(), ctx.clone());
-        match &tls {
-            None => {
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    refuse(
-                        &ctx,
-                        peer,
-                        format_args!("max_connections ({}) reached", config.max_connections),
-                    );
-                    continue;
-                };
-                Metrics::add(&ctx.metrics.connections_accepted, 1);
-                Metrics::add(&ctx.counters.connections_accepted, 1);
-                connections.spawn(async move {
-                    let _active = Active::new(&ctx);
-                    read_stream(stream, peer, &config, &ctx).await;
-                    drop((slot, source));
-                });
-            }
-            Some(acceptor) => {
-                let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+        let config = &admission.config;
+        let pending = if config.proxy_protocol || config.tls.is_some() {
+            match admission.handshakes.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
                     Metrics::add(&ctx.metrics.handshakes_refused, 1);
                     refuse(
                         &ctx,
@@ -239,33 +150,87 @@ pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: Li
                         format_args!("max_handshakes ({}) in progress", config.max_handshakes),
                     );
                     continue;
-                };
-                let (acceptor, slots) = (acceptor.clone(), slots.clone());
-                connections.spawn(async move {
-                    let stream = acceptor.handshake(stream, peer, &config, &ctx).await;
-                    drop(handshake);
-                    let Some(stream) = stream else { return };
-                    let Ok(slot) = slots.try_acquire_owned() else {
-                        refuse(
-                            &ctx,
-                            peer,
-                            format_args!("max_connections ({}) reached", config.max_connections),
-                        );
-                        return;
-                    };
-                    Metrics::add(&ctx.metrics.connections_accepted, 1);
-                    Metrics::add(&ctx.counters.connections_accepted, 1);
-                    let _active = Active::new(&ctx);
-                    read_stream(stream, peer, &config, &ctx).await;
-                    drop((slot, source));
-                });
+                }
             }
-        }
+        } else {
+            None
+        };
+        connections.spawn(admission.clone().connection(stream, peer, pending));
         // Reap finished connection tasks so the set does not grow.
         while connections.try_join_next().is_some() {}
     }
     // Shutdown: every connection stops reading, hands on what it has read, and ends.
     while connections.join_next().await.is_some() {}
+}
+
+impl Admission {
+    /// One connection: its PROXY header (if the listener takes them), the sender's checks,
+    /// its TLS handshake (if any), a connection slot, then its frames until it ends.
+    async fn connection(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        pending: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) {
+        let (config, ctx) = (&self.config, &self.ctx);
+        set_keepalive(&stream, config.keepalive);
+        let sender = if config.proxy_protocol {
+            match proxy::read_header(&mut stream, config.handshake_timeout).await {
+                Ok(proxy::Source::Client(address)) => address,
+                Ok(proxy::Source::Itself) => peer,
+                Err(e) => {
+                    Metrics::add(&ctx.metrics.proxy_headers_refused, 1);
+                    refuse(ctx, peer, format_args!("{e}"));
+                    return;
+                }
+            }
+        } else {
+            peer
+        };
+        if !ctx.allowed(sender.ip()) {
+            refuse(ctx, sender, format_args!("not in the allowlist"));
+            return;
+        }
+        let Some(source) = self
+            .sources
+            .take(sender.ip(), config.max_connections_per_source)
+        else {
+            Metrics::add(&ctx.metrics.connections_refused_per_source, 1);
+            refuse(
+                ctx,
+                sender,
+                format_args!(
+                    "its address holds max_connections_per_source ({}) connections",
+                    config.max_connections_per_source
+                ),
+            );
+            return;
+        };
+        let stream = match &config.tls {
+            Some(acceptor) => match acceptor.handshake(stream, sender, config, ctx).await {
+                Some(tls) => Ok(tls),
+                None => return,
+            },
+            None => Err(stream),
+        };
+        drop(pending);
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            refuse(
+                ctx,
+                sender,
+                format_args!("max_connections ({}) reached", config.max_connections),
+            );
+            return;
+        };
+        Metrics::add(&ctx.metrics.connections_accepted, 1);
+        Metrics::add(&ctx.counters.connections_accepted, 1);
+        let _active = Active::new(ctx);
+        match stream {
+            Ok(tls) => read_stream(tls, sender, config, ctx).await,
+            Err(tcp) => read_stream(tcp, sender, config, ctx).await,
+        }
+        drop((slot, source));
+    }
 }
 
 const EMFILE: i32 = 24;

@@ -97,12 +97,7 @@ impl Output for DataCollectorApi {
             }
         };
         let status = response.status().as_u16();
-        let error_code = response
-            .headers()
-            .get("x-ms-error-code")
-            .and_then(|v| v.to_str().ok());
-        self.metrics
-            .record_response("data-collector", log_type, status, error_code);
+        super::request::count_response(&self.metrics, "data-collector", log_type, &response);
         if status == 200 || status == 202 || status == 204 {
             return Outcome::Delivered;
         }

@@ -177,12 +177,7 @@ impl Output for LogsIngestionApi {
             }
         };
         let status = response.status().as_u16();
-        let error_code = response
-            .headers()
-            .get("x-ms-error-code")
-            .and_then(|v| v.to_str().ok());
-        self.metrics
-            .record_response("logs-ingestion", stream, status, error_code);
+        super::request::count_response(&self.metrics, "logs-ingestion", stream, &response);
         if status == 204 || status == 200 {
             return Outcome::Delivered;
         }

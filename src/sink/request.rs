@@ -23,6 +23,20 @@ pub fn request_id() -> String {
     )
 }
 
+/// Counts `response` for `/metrics` by output, route, status and `x-ms-error-code`.
+pub fn count_response(
+    metrics: &crate::metrics::Metrics,
+    output: &'static str,
+    route: &str,
+    response: &reqwest::Response,
+) {
+    let error_code = response
+        .headers()
+        .get("x-ms-error-code")
+        .and_then(|v| v.to_str().ok());
+    metrics.record_response(output, route, response.status().as_u16(), error_code);
+}
+
 /// What a failed response says: `HTTP <status> (<service ids>): <start of the body>`, and its
 /// `Retry-After`, if any. Shared by both APIs.
 pub async fn failure(response: reqwest::Response) -> (String, Option<std::time::Duration>) {
