@@ -35,7 +35,13 @@ pub struct ConvertSummary {
 }
 
 /// Converts every line of `input` (LF or CRLF; a final line without LF counts) and writes one
-/// JSON row per line to `output`. `progress` is called with the bytes read so far.
+/// JSON row per line to `output`, in input order. `progress` is called with the bytes read
+/// so far.
+///
+/// The input is cut into blocks of whole lines; one thread per core converts blocks, and
+/// this thread reads the input and writes the rows block by block in input order (a
+/// block's rows wait until those before it are out). At most a few blocks per thread are in
+/// memory at once.
 pub fn convert_stream<R: BufRead, W: Write>(
     builder: &RowBuilder,
     settings: &ConvertSettings,
@@ -44,57 +50,230 @@ pub fn convert_stream<R: BufRead, W: Write>(
     summary: &mut ConvertSummary,
     mut progress: impl FnMut(u64),
 ) -> io::Result<()> {
-    let mut line = Vec::with_capacity(4096);
-    let mut out = Vec::with_capacity(1 << 16);
-    loop {
-        line.clear();
-        let n = input.read_until(b'\n', &mut line)?;
-        if n == 0 {
-            break;
-        }
-        summary.lines += 1;
-        summary.bytes += n as u64;
-        // Line ends, and the NULs some senders add, are no part of the message.
-        let message = crate::frame::trim_trailer(&line);
-        let received_at = settings.received_at.unwrap_or_else(Utc::now);
-        let rx = Reception {
-            time: TimeContext::new(received_at, settings.zone),
-            peer: None,
-            truncated: false,
-        };
-        let (table, kept) = if settings.filter.is_none() && settings.project_away.is_empty() {
-            let table = builder.convert(message, &rx, &mut summary.problems, |table, write| {
-                write(&mut out);
-                table
-            });
-            (table, true)
-        } else {
-            builder.convert_row(message, &rx, &mut summary.problems, |row| {
-                let kept = settings.filter.as_ref().is_none_or(|f| f.keeps(row));
-                if kept {
-                    let away = &settings.project_away;
-                    crate::record::write_json_where(row, |c| !away.removes(c), &mut out);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+    let (work_tx, work_rx) = flume::unbounded::<(u64, Vec<u8>)>();
+    let (done_tx, done_rx) = flume::unbounded::<(u64, Vec<u8>, ConvertSummary)>();
+    std::thread::scope(|scope| -> io::Result<()> {
+        for _ in 0..threads {
+            let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+            scope.spawn(move || {
+                for (seq, block) in work_rx.iter() {
+                    let mut out = Vec::with_capacity(block.len() * 2 + 1024);
+                    let mut part = ConvertSummary::default();
+                    for line in block.split_inclusive(|b| *b == b'\n') {
+                        convert_line(builder, settings, line, &mut out, &mut part);
+                    }
+                    if done_tx.send((seq, out, part)).is_err() {
+                        return;
+                    }
                 }
-                (row.table, kept)
-            })
-        };
-        if kept {
-            out.push(b'\n');
-        } else {
-            summary.dropped += 1;
+            });
         }
-        match table {
-            Table::CommonSecurityLog => summary.cef_rows += 1,
-            Table::Syslog => summary.syslog_rows += 1,
+        drop((work_rx, done_tx));
+        let mut order = InOrder::default();
+        let limit = threads as u64 * 3;
+        let (mut sent, mut carry, mut read) = (0u64, Vec::new(), 0u64);
+        let result = (|| -> io::Result<()> {
+            loop {
+                // Bounded memory: wait for the oldest blocks before reading more.
+                while sent - order.next >= limit {
+                    let done = done_rx.recv().expect("a converting thread");
+                    order.put(done, output, summary)?;
+                }
+                let mut block: Vec<u8> = std::mem::take(&mut carry);
+                block.reserve(BLOCK);
+                let eof = loop {
+                    let buf = input.fill_buf()?;
+                    if buf.is_empty() {
+                        break true;
+                    }
+                    let n = buf
+                        .len()
+                        .min(BLOCK.saturating_sub(block.len()).max(1 << 16));
+                    block.extend_from_slice(&buf[..n]);
+                    input.consume(n);
+                    read += n as u64;
+                    if block.len() >= BLOCK {
+                        break false;
+                    }
+                };
+                if !eof {
+                    match memchr::memrchr(b'\n', &block) {
+                        Some(last) => carry = block.split_off(last + 1),
+                        None => {
+                            // One line longer than a block: keep reading it.
+                            carry = block;
+                            continue;
+                        }
+                    }
+                }
+                if !block.is_empty() {
+                    work_tx.send((sent, block)).expect("converting threads");
+                    sent += 1;
+                }
+                while let Ok(done) = done_rx.try_recv() {
+                    order.put(done, output, summary)?;
+                }
+                progress(read);
+                if eof {
+                    return Ok(());
+                }
+            }
+        })();
+        drop(work_tx);
+        result?;
+        while order.next < sent {
+            let done = done_rx.recv().expect("a converting thread");
+            order.put(done, output, summary)?;
         }
-        if out.len() >= 1 << 16 {
+        summary.bytes += read;
+        output.flush()
+    })
+}
+
+/// Puts converted blocks back in input order.
+#[derive(Default)]
+struct InOrder {
+    /// The next block to write.
+    next: u64,
+    waiting: std::collections::BTreeMap<u64, (Vec<u8>, ConvertSummary)>,
+}
+
+impl InOrder {
+    fn put<W: Write>(
+        &mut self,
+        (seq, out, part): (u64, Vec<u8>, ConvertSummary),
+        output: &mut W,
+        summary: &mut ConvertSummary,
+    ) -> io::Result<()> {
+        self.waiting.insert(seq, (out, part));
+        while let Some((out, part)) = self.waiting.remove(&self.next) {
             output.write_all(&out)?;
-            out.clear();
-            progress(summary.bytes);
+            summary.add(&part);
+            self.next += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes per block handed to a converting thread.
+const BLOCK: usize = 1 << 20;
+
+/// Converts one input line (with its line end) into `out`.
+fn convert_line(
+    builder: &RowBuilder,
+    settings: &ConvertSettings,
+    line: &[u8],
+    out: &mut Vec<u8>,
+    summary: &mut ConvertSummary,
+) {
+    summary.lines += 1;
+    // Line ends, and the NULs some senders add, are no part of the message.
+    let message = crate::frame::trim_trailer(line);
+    let received_at = settings.received_at.unwrap_or_else(Utc::now);
+    let rx = Reception {
+        time: TimeContext::new(received_at, settings.zone),
+        peer: None,
+        truncated: false,
+    };
+    let (table, kept) = if settings.filter.is_none() && settings.project_away.is_empty() {
+        let table = builder.convert(message, &rx, &mut summary.problems, |table, write| {
+            write(out);
+            table
+        });
+        (table, true)
+    } else {
+        builder.convert_row(message, &rx, &mut summary.problems, |row| {
+            let kept = settings.filter.as_ref().is_none_or(|f| f.keeps(row));
+            if kept {
+                let away = &settings.project_away;
+                crate::record::write_json_where(row, |c| !away.removes(c), out);
+            }
+            (row.table, kept)
+        })
+    };
+    if kept {
+        out.push(b'\n');
+    } else {
+        summary.dropped += 1;
+    }
+    match table {
+        Table::CommonSecurityLog => summary.cef_rows += 1,
+        Table::Syslog => summary.syslog_rows += 1,
+    }
+}
+
+impl ConvertSummary {
+    /// Adds another part's counts to these.
+    fn add(&mut self, other: &ConvertSummary) {
+        self.lines += other.lines;
+        self.bytes += other.bytes;
+        self.cef_rows += other.cef_rows;
+        self.syslog_rows += other.syslog_rows;
+        self.dropped += other.dropped;
+        self.problems.add(&other.problems);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::RecordSettings;
+
+    fn run(input: &[u8]) -> (Vec<u8>, ConvertSummary) {
+        let builder = RowBuilder::new(RecordSettings {
+            collector_host: "c".into(),
+            ..RecordSettings::default()
+        });
+        let settings = ConvertSettings {
+            received_at: Some(Utc::now()),
+            zone: SenderZone::default(),
+            filter: None,
+            project_away: Default::default(),
+        };
+        let mut out = Vec::new();
+        let mut summary = ConvertSummary::default();
+        convert_stream(&builder, &settings, input, &mut out, &mut summary, |_| {}).unwrap();
+        (out, summary)
+    }
+
+    #[test]
+    fn rows_come_out_in_input_order_across_blocks_and_threads() {
+        let mut input = Vec::new();
+        for i in 0..60_000 {
+            // Lines of varied length, so that blocks end at every kind of place.
+            let pad = "x".repeat(i % 97);
+            input.extend_from_slice(format!("<13>host app: line-{i} {pad}\n").as_bytes());
+        }
+        assert!(input.len() > 3 * BLOCK);
+        let (out, summary) = run(&input);
+        assert_eq!(summary.lines, 60_000);
+        assert_eq!(summary.bytes, input.len() as u64);
+        for (i, row) in out
+            .split(|b| *b == b'\n')
+            .filter(|r| !r.is_empty())
+            .enumerate()
+        {
+            let text = std::str::from_utf8(row).unwrap();
+            assert!(text.contains(&format!("\"line-{i} ")), "row {i}: {text}");
         }
     }
-    output.write_all(&out)?;
-    output.flush()?;
-    progress(summary.bytes);
-    Ok(())
+
+    #[test]
+    fn a_line_longer_than_a_block_and_a_last_line_without_lf() {
+        let long = "y".repeat(BLOCK * 2 + 10);
+        let input = format!("<13>h a: first\n<13>h a: {long}\n\n<13>h a: last");
+        let (out, summary) = run(input.as_bytes());
+        assert_eq!(
+            summary.lines, 4,
+            "an empty line is a line, a last line without LF too"
+        );
+        let rows: Vec<&[u8]> = out
+            .split(|b| *b == b'\n')
+            .filter(|r| !r.is_empty())
+            .collect();
+        assert_eq!(rows.len(), 4);
+        assert!(std::str::from_utf8(rows[1]).unwrap().contains(&long));
+        assert!(std::str::from_utf8(rows[3]).unwrap().contains("\"last\""));
+    }
 }

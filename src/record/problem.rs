@@ -105,6 +105,14 @@ impl ProblemCounts {
         }
     }
 
+    /// Adds another set of counts to these.
+    pub fn add(&mut self, other: &ProblemCounts) {
+        self.rows_with_problems += other.rows_with_problems;
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+    }
+
     pub fn get(&self, kind: ProblemKind) -> u64 {
         self.counts[kind as usize]
     }
