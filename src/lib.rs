@@ -7,15 +7,16 @@
 //! the next one owned or borrowed data, never a callback:
 //!
 //! ```text
-//! listen -> frame -> decode -> record -> batch -> buffer (memory | spool) -> sink
+//! listen -> frame -> decode -> record -> filter -> batch -> buffer (memory | spool) -> sink
 //! ```
 //!
 //! | stage | module | what it does |
 //! |---|---|---|
-//! | listen | [`listen`] | UDP, TCP and TLS sockets, limits, allowlist, peer address -> [`listen::FrameBatch`] |
+//! | listen | [`listen`] | UDP, TCP and TLS sockets, limits, allowlist, PROXY headers ([`listen::proxy`]), peer address -> [`listen::FrameBatch`] |
 //! | frame | [`frame`] | octet-counting and newline framing of TCP/TLS streams |
 //! | decode | [`decode`] | syslog header ([`decode::syslog`], via `syslog_loose`), CEF record ([`decode::cef`], nom), Cisco ASA/FTD messages ([`decode::cisco`]), timestamps ([`decode::time`]) |
 //! | record | [`record`] | one decoded message -> one typed row; CEF keys mapped by the dictionary in `grammars/cef-fields.tsv`; problems recorded on the row |
+//! | filter | [`filter`] | per output: which rows it takes (a KQL `where`) and which columns it drops (`project_away`) |
 //! | (thread) | [`worker`] | the decode stage: frame batches -> decode -> record -> batch, one thread per core |
 //! | batch | [`batch`] | rows routed per table, flushed by rows, bytes and age |
 //! | buffer | [`buffer`] | the one hand-over to the output: in memory, or in the [`spool`] (checksummed chunks on disk until the API confirms them); leases acknowledged or kept |
