@@ -167,7 +167,7 @@ impl Delivery {
                 .deliver_rows(route, name, vec![body], Some(batch.rows), durable)
                 .await;
         }
-        let rows = batch.body.split(|b| *b == b'\n').filter(|r| !r.is_empty());
+        let rows = batch.lines();
         // Requests within the size limit; a row that alone exceeds it can never be sent.
         let mut chunk: Vec<&[u8]> = Vec::new();
         let mut size = 1;
@@ -317,11 +317,7 @@ impl Delivery {
     fn dead_letter(&self, table: Table, route: &str, error: &str, rows: &[&[u8]]) {
         // A whole batch travels as one piece: one entry per row all the same (a JSON row
         // never holds a raw LF).
-        let rows: Vec<&[u8]> = rows
-            .iter()
-            .flat_map(|r| r.split(|b| *b == b'\n'))
-            .filter(|r| !r.is_empty())
-            .collect();
+        let rows: Vec<&[u8]> = rows.iter().flat_map(|r| crate::batch::lines(r)).collect();
         let rows = rows.as_slice();
         Metrics::add(&self.metrics.rows_dead_lettered, rows.len() as u64);
         self.metrics

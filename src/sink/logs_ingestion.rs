@@ -117,6 +117,14 @@ impl LogsIngestionApi {
     }
 }
 
+/// `json` gzip-compressed at the fast level.
+fn gzip(json: &[u8]) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::fast());
+    // Writing into memory cannot fail.
+    let _ = gz.write_all(json);
+    gz.finish().unwrap_or_default()
+}
+
 impl Output for LogsIngestionApi {
     async fn send(&self, stream: &str, rows: &[&[u8]]) -> Outcome {
         let window = TimeWindow::at(chrono::Utc::now());
@@ -161,10 +169,17 @@ impl Output for LogsIngestionApi {
             .header("Content-Type", "application/json")
             .header("x-ms-client-request-id", request_id());
         let body = if self.gzip {
-            let mut gz = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::fast());
-            gz.write_all(&json).expect("writing to memory");
             request = request.header("Content-Encoding", "gzip");
-            gz.finish().expect("writing to memory")
+            // Compressing a request of several MB takes milliseconds of CPU: it runs on the
+            // blocking pool, so that the I/O threads keep reading sockets meanwhile.
+            match tokio::task::spawn_blocking(move || gzip(&json)).await {
+                Ok(body) => body,
+                Err(e) => {
+                    return Outcome::Transient {
+                        reason: format!("compressing the request failed: {e}"),
+                    };
+                }
+            }
         } else {
             json
         };
