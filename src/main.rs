@@ -212,6 +212,10 @@ struct ReplayArgs {
     /// Send the whole set N times.
     #[arg(long = "loop", value_name = "N", default_value_t = 1)]
     loops: u64,
+    /// Connections (UDP: sockets) sending at once, all opened before the first message; the
+    /// messages are shared out among them and --rate is their total.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    connections: u64,
     /// tls://: PEM bundle of the CA that signed the server's certificate.
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
@@ -619,6 +623,7 @@ fn replay(args: ReplayArgs) -> Result<(), String> {
         }),
         rate: args.rate,
         loops: args.loops,
+        connections: args.connections as usize,
         tls: TlsClient {
             ca: args.ca,
             cert: args.cert,

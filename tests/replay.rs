@@ -218,3 +218,48 @@ fn tls_replay_needs_the_ca_and_delivers() {
     assert!(!stderr.contains("failed after"), "{stderr}");
     assert_eq!(gate.stop().get("rows_total"), 3);
 }
+
+#[test]
+fn several_connections_share_the_messages_and_each_lands_once() {
+    let mut gate = Cefgate::start(UDP_AND_TCP);
+    // 200 numbered messages over 7 TCP connections, then 50 over 3 UDP sockets.
+    let dir = tempfile::tempdir().unwrap();
+    let tcp_lines: String = (0..200)
+        .map(|i| format!("<13>Nov 26 09:00:00 fw app: tcp-{i}\n"))
+        .collect();
+    let udp_lines: String = (0..50)
+        .map(|i| format!("<13>Nov 26 09:00:00 fw app: udp-{i}\n"))
+        .collect();
+    let (tcp_file, udp_file) = (dir.path().join("tcp.log"), dir.path().join("udp.log"));
+    std::fs::write(&tcp_file, tcp_lines).unwrap();
+    std::fs::write(&udp_file, udp_lines).unwrap();
+    let said = replay(&[
+        "--to",
+        &format!("tcp://{}", gate.tcp.unwrap()),
+        "--connections",
+        "7",
+        tcp_file.to_str().unwrap(),
+    ]);
+    assert!(said.contains("sent 200 messages"), "{said}");
+    replay(&[
+        "--to",
+        &format!("udp://{}", gate.udp.unwrap()),
+        "--connections",
+        "3",
+        "--rate",
+        "500",
+        udp_file.to_str().unwrap(),
+    ]);
+    let rows = gate.wait_rows(250);
+    let mut seen: Vec<String> = messages(&rows);
+    seen.sort();
+    let mut want: Vec<String> = (0..200)
+        .map(|i| format!("tcp-{i}"))
+        .chain((0..50).map(|i| format!("udp-{i}")))
+        .collect();
+    want.sort();
+    assert_eq!(seen, want);
+    let counters = gate.stop();
+    assert_eq!(counters.get("rows_total"), 250);
+    assert_eq!(counters.get("connections_accepted"), 7);
+}

@@ -49,6 +49,10 @@ pub enum ReplayError {
         sent: u64,
         source: io::Error,
     },
+    #[error("cannot start a sending thread: {0}")]
+    Thread(io::Error),
+    #[error("a sending thread panicked")]
+    SenderPanicked,
     #[error("TLS setup: {0}")]
     Tls(String),
     #[error(transparent)]
@@ -140,6 +144,9 @@ pub struct ReplayPlan {
     /// Messages per second; `None` sends as fast as the socket takes them.
     pub rate: Option<f64>,
     pub loops: u64,
+    /// Connections (sockets, for UDP) that send at once; the messages are shared out among
+    /// them in order, and `rate` is the total over all of them.
+    pub connections: usize,
     pub tls: TlsClient,
 }
 
@@ -234,18 +241,76 @@ pub fn replay(
     messages: &[Vec<u8>],
     mut progress: impl FnMut(u64),
 ) -> Result<ReplaySummary, ReplayError> {
+    let total = messages.len() as u64 * plan.loops;
+    let connections = plan.connections.max(1) as u64;
+    if connections == 1 {
+        let conn = connect(plan)?;
+        return send(plan, conn, messages, 0..total, plan.rate, &mut progress);
+    }
+    // Every connection is open before the first message goes out, so that the target holds
+    // them all at once.
+    let start = std::sync::Barrier::new(connections as usize);
+    let results: Vec<Result<ReplaySummary, ReplayError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..connections)
+            .map(|i| {
+                let range = total * i / connections..total * (i + 1) / connections;
+                let rate = plan
+                    .rate
+                    .map(|r| r * (range.end - range.start) as f64 / total.max(1) as f64);
+                let start = &start;
+                std::thread::Builder::new()
+                    .stack_size(256 * 1024)
+                    .spawn_scoped(scope, move || {
+                        let conn = connect(plan);
+                        start.wait();
+                        send(plan, conn?, messages, range, rate, &mut |_| {})
+                    })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h {
+                Ok(h) => h.join().unwrap_or(Err(ReplayError::SenderPanicked)),
+                Err(source) => Err(ReplayError::Thread(source)),
+            })
+            .collect()
+    });
+    let mut summary = ReplaySummary::default();
+    for result in results {
+        let one = result?;
+        summary.messages += one.messages;
+        summary.bytes += one.bytes;
+        summary.elapsed = summary.elapsed.max(one.elapsed);
+    }
+    progress(summary.messages);
+    Ok(summary)
+}
+
+/// Sends messages `range` of the looped sequence (index `i` is `messages[i % len]`) over
+/// one connection, at `rate` messages a second if given.
+fn send(
+    plan: &ReplayPlan,
+    mut conn: Connection,
+    messages: &[Vec<u8>],
+    range: std::ops::Range<u64>,
+    rate: Option<f64>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<ReplaySummary, ReplayError> {
     let framing = plan.framing.unwrap_or(match plan.target.transport {
         Transport::Tls => Framing::OctetCounting,
         _ => Framing::Newline,
     });
-    let mut conn = connect(plan)?;
     let start = Instant::now();
     let mut summary = ReplaySummary::default();
     let address = plan.target.address;
     let mut frame = Vec::with_capacity(4096);
-    for _ in 0..plan.loops {
-        for message in messages {
-            if let Some(rate) = plan.rate {
+    if messages.is_empty() {
+        return Ok(summary);
+    }
+    for index in range {
+        let message = &messages[(index % messages.len() as u64) as usize];
+        {
+            if let Some(rate) = rate {
                 let due = start + Duration::from_secs_f64(summary.messages as f64 / rate);
                 let now = Instant::now();
                 if due > now {
