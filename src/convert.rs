@@ -12,7 +12,8 @@ use crate::record::{ProblemCounts, Reception, RowBuilder, Table};
 /// What `convert` needs besides its input.
 #[derive(Debug, Clone)]
 pub struct ConvertSettings {
-    /// Pinned receive time; `None` means the clock at each line.
+    /// Pinned receive time; `None` means the clock when the line was read (read once per
+    /// block of lines).
     pub received_at: Option<DateTime<Utc>>,
     /// Zone for timestamps that carry none.
     pub zone: SenderZone,
@@ -51,17 +52,22 @@ pub fn convert_stream<R: BufRead, W: Write>(
     mut progress: impl FnMut(u64),
 ) -> io::Result<()> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
-    let (work_tx, work_rx) = flume::unbounded::<(u64, Vec<u8>)>();
+    let (work_tx, work_rx) = flume::unbounded::<(u64, Vec<u8>, DateTime<Utc>)>();
     let (done_tx, done_rx) = flume::unbounded::<(u64, Vec<u8>, ConvertSummary)>();
     std::thread::scope(|scope| -> io::Result<()> {
         for _ in 0..threads {
             let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
             scope.spawn(move || {
-                for (seq, block) in work_rx.iter() {
+                for (seq, block, received_at) in work_rx.iter() {
                     let mut out = Vec::with_capacity(block.len() * 2 + 1024);
                     let mut part = ConvertSummary::default();
-                    for line in block.split_inclusive(|b| *b == b'\n') {
-                        convert_line(builder, settings, line, &mut out, &mut part);
+                    let rx = Reception {
+                        time: TimeContext::new(received_at, settings.zone),
+                        peer: None,
+                        truncated: false,
+                    };
+                    for line in lines_with_ends(&block) {
+                        convert_line(builder, settings, &rx, line, &mut out, &mut part);
                     }
                     if done_tx.send((seq, out, part)).is_err() {
                         return;
@@ -108,7 +114,11 @@ pub fn convert_stream<R: BufRead, W: Write>(
                     }
                 }
                 if !block.is_empty() {
-                    work_tx.send((sent, block)).expect("converting threads");
+                    // The lines of a block were read together: one clock read for all of them.
+                    let received_at = settings.received_at.unwrap_or_else(Utc::now);
+                    work_tx
+                        .send((sent, block, received_at))
+                        .expect("converting threads");
                     sent += 1;
                 }
                 while let Ok(done) = done_rx.try_recv() {
@@ -156,6 +166,20 @@ impl InOrder {
     }
 }
 
+/// The lines of `block`, each with its LF (the last one without, when the block ends
+/// without one); memchr finds the LFs a word at a time.
+fn lines_with_ends(block: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', block)
+        .map(|lf| lf + 1)
+        .chain(std::iter::once(block.len()))
+        .filter_map(move |end| {
+            let line = block.get(start..end).filter(|l| !l.is_empty())?;
+            start = end;
+            Some(line)
+        })
+}
+
 /// Bytes per block handed to a converting thread.
 const BLOCK: usize = 1 << 20;
 
@@ -163,6 +187,7 @@ const BLOCK: usize = 1 << 20;
 fn convert_line(
     builder: &RowBuilder,
     settings: &ConvertSettings,
+    rx: &Reception<'_>,
     line: &[u8],
     out: &mut Vec<u8>,
     summary: &mut ConvertSummary,
@@ -170,20 +195,14 @@ fn convert_line(
     summary.lines += 1;
     // Line ends, and the NULs some senders add, are no part of the message.
     let message = crate::frame::trim_trailer(line);
-    let received_at = settings.received_at.unwrap_or_else(Utc::now);
-    let rx = Reception {
-        time: TimeContext::new(received_at, settings.zone),
-        peer: None,
-        truncated: false,
-    };
     let (table, kept) = if settings.filter.is_none() && settings.project_away.is_empty() {
-        let table = builder.convert(message, &rx, &mut summary.problems, |table, write| {
+        let table = builder.convert(message, rx, &mut summary.problems, |table, write| {
             write(out);
             table
         });
         (table, true)
     } else {
-        builder.convert_row(message, &rx, &mut summary.problems, |row| {
+        builder.convert_row(message, rx, &mut summary.problems, |row| {
             let kept = settings.filter.as_ref().is_none_or(|f| f.keeps(row));
             if kept {
                 let away = &settings.project_away;

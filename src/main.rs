@@ -138,6 +138,9 @@ struct EmulateArgs {
     /// Added to every ingestion request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Check and count accepted rows (GET /counts) without storing them (long load runs).
+    #[arg(long)]
+    count_only: bool,
     /// An outage: every ingestion request gets 503 from START to START+LENGTH seconds
     /// after start (START:LENGTH).
     #[arg(long, value_name = "START:LENGTH")]
@@ -554,6 +557,7 @@ fn emulate(args: EmulateArgs) -> Result<(), String> {
             .parse()
             .map_err(|_| format!("--address {:?} is not IP:PORT", args.address))?,
         data_dir: args.data,
+        count_only: args.count_only,
         workspace_id: args.workspace_id,
         shared_key: args.shared_key.unwrap_or(defaults.shared_key),
         tenant_id: args.tenant_id,

@@ -841,3 +841,25 @@ fn nothing_is_created_in_the_working_directory() {
         "cefgate created {left:?} in its working directory"
     );
 }
+
+#[test]
+fn an_emulator_that_only_counts_checks_and_counts_rows_without_storing_them() {
+    let emu = emulator(&["--count-only"]);
+    let mut gate = gate(&li_output(&emu, ""), "");
+    send(&gate, &(0..20).map(|i| cef(i, "")).collect::<Vec<_>>());
+    common::wait_for("20 rows counted", common::DEADLINE, || {
+        let counts = emu.counts();
+        (counts["rows"]["Custom-CefGate_CommonSecurityLog"] == 20).then_some(())
+    });
+    assert!(emu.rows("Custom-CefGate_CommonSecurityLog").is_empty());
+    assert_eq!(
+        std::fs::read_dir(emu.data.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "ndjson"))
+            .count(),
+        0,
+        "no row file"
+    );
+    gate.stop();
+}

@@ -49,6 +49,9 @@ pub struct EmulatorSettings {
     pub address: SocketAddr,
     /// Where accepted rows are stored (`<stream>.ndjson`, `<LogType>_CL.ndjson`).
     pub data_dir: PathBuf,
+    /// Accepted rows are checked and counted (`/counts`) but not stored: for long load runs,
+    /// whose rows would fill the disk.
+    pub count_only: bool,
     pub workspace_id: String,
     pub shared_key: String,
     pub tenant_id: String,
@@ -85,6 +88,7 @@ impl Default for EmulatorSettings {
         Self {
             address: "127.0.0.1:8080".parse().expect("literal"),
             data_dir: PathBuf::from("emulated-workspace"),
+            count_only: false,
             workspace_id: "00000000-0000-0000-0000-000000000000".into(),
             // The test key of the Data Collector fact sheet (bytes 0x00..0x3f): not a secret.
             shared_key: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+Pw==".into(),

@@ -33,6 +33,10 @@ pub(super) fn parse_rows(body: &[u8]) -> Result<Vec<Row<'_>>, String> {
 
 /// Appends accepted rows, cutting values at the service's limit as it would.
 pub(super) fn store(state: &State, table: &str, rows: Vec<Row<'_>>, max_value: usize) {
+    if state.settings.count_only {
+        count(state, table, rows.len() as u64);
+        return;
+    }
     let mut out = Vec::with_capacity(rows.iter().map(|r| r.raw.get().len() + 1).sum());
     let n = rows.len() as u64;
     for row in rows {
@@ -82,6 +86,10 @@ pub(super) fn store(state: &State, table: &str, rows: Vec<Row<'_>>, max_value: u
     if let Err(e) = file.write_all(&out) {
         tracing::error!("emulate: cannot store rows for {table}: {e}");
     }
+    count(state, table, n);
+}
+
+fn count(state: &State, table: &str, n: u64) {
     *state
         .counts
         .lock()
