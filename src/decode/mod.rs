@@ -87,6 +87,17 @@ pub fn decode<'a>(text: &'a str, ctx: &TimeContext) -> Decoded<'a> {
 /// The syslog header of the text before a CEF record at `at`; fields that the header parser
 /// took from the CEF record itself are dropped.
 fn header_before<'a>(text: &'a str, at: usize, ctx: &TimeContext) -> SyslogHeader<'a> {
+    if let Some(h) = syslog::pri_time_host(text[..at].trim_end(), ctx) {
+        return SyslogHeader {
+            msg: &text[at..],
+            ..h
+        };
+    }
+    header_before_in_general(text, at, ctx)
+}
+
+/// [`header_before`] for any header shape.
+fn header_before_in_general<'a>(text: &'a str, at: usize, ctx: &TimeContext) -> SyslogHeader<'a> {
     let prefix = text[..at].trim_end();
     if prefix.is_empty() {
         return SyslogHeader {
@@ -195,6 +206,71 @@ mod tests {
             Payload::Cef { event: Ok(ev), .. } => ev,
             other => panic!("not CEF: {other:?}"),
         }
+    }
+
+    /// The shortcut for `<PRI>Mmm dd HH:MM:SS HOST CEF:...` must read exactly what the
+    /// general path reads: every CEF line of the fixtures, and made-up ones around the
+    /// edges (one-digit days, a year's end, impossible dates, odd hosts), in three zones.
+    #[test]
+    fn the_common_header_shortcut_agrees_with_the_general_path() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
+        let mut lines: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            .flat_map(|e| {
+                String::from_utf8_lossy(&std::fs::read(e.path()).unwrap())
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        for head in [
+            "<134>Nov 26 09:59:58 fw-edge-01",
+            "<134>Nov  6 09:59:58 fw",
+            "<134>Nov 6 09:59:58 fw",
+            "<0>Jan  1 00:00:00 10.0.0.1",
+            "<191>Dec 31 23:59:59 host.example.net",
+            "<13>Feb 29 12:00:00 leap",
+            "<13>Feb 30 12:00:00 nodate",
+            "<13>Nov 26 24:00:00 late",
+            "<13>Nov 26 09:59:60 leapsecond",
+            "<13>Nov 26 9:59:58 short",
+            "<13>Nov 26 09:59:58 host:",
+            "<13>Nov 26 09:59:58 two words",
+            "<13>Nov 26 09:59:58  doublespace",
+            "<13>Nov 26 09:59:58",
+            "<13>Nov 26 09:59:58 fw_1.x",
+            "<13>nov 26 09:59:58 lower",
+            "<13>Nov 026 09:59:58 threedigits",
+            "<999>Nov 26 09:59:58 badpri",
+        ] {
+            lines.push(format!("{head} CEF:0|V|P|1|1|n|3|src=10.0.0.1"));
+            lines.push(format!("{head}  CEF:0|V|P|1|1|n|3|"));
+        }
+        let zones = [
+            crate::decode::time::SenderZone::default(),
+            crate::decode::time::SenderZone::parse("+05:30").unwrap(),
+            crate::decode::time::SenderZone::parse("Europe/Berlin").unwrap(),
+        ];
+        let mut shortcut = 0;
+        for zone in zones {
+            let ctx = TimeContext::new(ctx().received_at, zone);
+            for line in &lines {
+                let Some(at) = cef::find_marker(line) else {
+                    continue;
+                };
+                if syslog::pri_time_host(line[..at].trim_end(), &ctx).is_some() {
+                    shortcut += 1;
+                }
+                assert_eq!(
+                    header_before(line, at, &ctx),
+                    header_before_in_general(line, at, &ctx),
+                    "{line}"
+                );
+            }
+        }
+        assert!(shortcut > 30, "the shortcut was taken {shortcut} times");
     }
 
     #[test]

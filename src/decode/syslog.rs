@@ -200,6 +200,53 @@ fn rfc3164_time<'a>(
     Some((Some(time), rest))
 }
 
+/// The commonest header in front of a CEF record, `<PRI>Mmm dd HH:MM:SS HOST`, and nothing
+/// else: the whole of `prefix` (the text before `CEF:`, trimmed). It is read here without
+/// the general parser (a tenth of a message's decode time); any other shape is `None` and
+/// goes the general way, and a test checks that both agree on every fixture.
+pub(crate) fn pri_time_host<'a>(prefix: &'a str, ctx: &TimeContext) -> Option<SyslogHeader<'a>> {
+    let (facility, severity, rest) = pri(prefix)?;
+    let month = crate::decode::time::month_number(rest.get(..3)?)?;
+    let rest = rest[3..].strip_prefix(' ')?.trim_start_matches(' ');
+    let day_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+    if !(1..=2).contains(&day_len) {
+        return None;
+    }
+    let day: u32 = rest[..day_len].parse().ok()?;
+    let rest = rest[day_len..].strip_prefix(' ')?;
+    let clock = rest.get(..8)?.as_bytes();
+    let two = |at: usize| -> Option<u32> {
+        let (a, b) = (clock[at], clock[at + 1]);
+        (a.is_ascii_digit() && b.is_ascii_digit()).then(|| u32::from((a - b'0') * 10 + (b - b'0')))
+    };
+    if clock[2] != b':' || clock[5] != b':' {
+        return None;
+    }
+    let (hour, min, sec) = (two(0)?, two(3)?, two(6)?);
+    let host = rest[8..].strip_prefix(' ')?;
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return None;
+    }
+    let year = ctx.infer_year(month, day, hour, min, sec);
+    let local = chrono::NaiveDate::from_ymd_opt(year, month, day)?.and_hms_opt(hour, min, sec)?;
+    Some(SyslogHeader {
+        rfc5424: false,
+        facility: Some(facility),
+        severity: Some(severity),
+        timestamp: Some(ctx.zone.to_utc(local)?),
+        hostname: Some(host),
+        appname: None,
+        procid: None,
+        msgid: None,
+        structured_data: None,
+        msg: "",
+    })
+}
+
 /// `TAG[PID]: ` at the start of `s`: the tag, its PID and where MSG starts.
 fn tag(s: &str) -> Option<(&str, Option<ProcessId<'_>>, usize)> {
     let colon = s.find(": ").or_else(|| s.strip_suffix(':').map(str::len))?;
