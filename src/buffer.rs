@@ -99,7 +99,7 @@ impl Writer {
                 }
             }
             WriterKind::Spool { spool, .. } => {
-                spool.append(&batch);
+                spool.append(batch);
                 drop(charge);
             }
         }
