@@ -213,8 +213,22 @@ fn is_key_first(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
+/// Bytes a key may contain, as a table: the scan back from every `=` tests each key byte.
+const KEY_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] =
+            c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b',' | b'[' | b']' | b'-');
+        b += 1;
+    }
+    table
+};
+
+#[inline]
 fn is_key_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b',' | b'[' | b']' | b'-')
+    KEY_CHARS[b as usize]
 }
 
 /// A key followed by `=` at the very start of `input`.
