@@ -59,7 +59,9 @@ pub fn convert_stream<R: BufRead, W: Write>(
             let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
             scope.spawn(move || {
                 for (seq, block, received_at) in work_rx.iter() {
-                    let mut out = Vec::with_capacity(block.len() * 2 + 1024);
+                    // Rows are about twice their line (CommonSecurityLog); room for more, so that a
+                    // block's output is not copied to a larger buffer near its end.
+                    let mut out = Vec::with_capacity(block.len() * 3 + 1024);
                     let mut part = ConvertSummary::default();
                     let rx = Reception {
                         time: TimeContext::new(received_at, settings.zone),

@@ -36,6 +36,10 @@ pub fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
         })
 }
 
+/// Room kept free for the next row before it is written (a longer row grows the buffer
+/// itself).
+const ROW_ROOM: usize = 16 * 1024;
+
 /// When a batch is handed on.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
@@ -88,7 +92,15 @@ impl Batcher {
             },
             opened: now,
         });
-        let start = open.batch.body.len();
+        let body = &mut open.batch.body;
+        if body.capacity() - body.len() < ROW_ROOM {
+            // Grown by doubling, but never past what a full batch needs: a batch that ends
+            // just past `max_bytes` must not double its buffer (and copy it) for one row.
+            let want = (body.capacity() * 2)
+                .clamp(body.len() + ROW_ROOM, self.limits.max_bytes + ROW_ROOM);
+            body.reserve_exact(want.saturating_sub(body.len()));
+        }
+        let start = body.len();
         write(&mut open.batch.body);
         open.batch.body.push(b'\n');
         if open.batch.body.len() > self.limits.max_bytes && open.batch.rows > 0 {
