@@ -394,26 +394,32 @@ fn unescape_value(raw: &str, escaped: bool) -> Cow<'_, str> {
     if !escaped {
         return Cow::Borrowed(raw);
     }
+    // The text between backslashes is copied in runs; only escapes are looked at one by one.
+    let bytes = raw.as_bytes();
     let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
+    let mut start = 0;
+    for at in memchr::memchr_iter(b'\\', bytes) {
+        if at < start {
+            continue; // the second byte of an escaped backslash
         }
-        match chars.next() {
-            Some('=') => out.push('='),
-            Some('\\') => out.push('\\'),
-            Some('|') => out.push('|'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some(n) => {
+        out.push_str(&raw[start..at]);
+        match bytes.get(at + 1) {
+            Some(b'=') => out.push('='),
+            Some(b'\\') => out.push('\\'),
+            Some(b'|') => out.push('|'),
+            Some(b'n') => out.push('\n'),
+            Some(b'r') => out.push('\r'),
+            // Not an escape: the backslash stays and what follows is copied as text.
+            Some(_) => {
                 out.push('\\');
-                out.push(n);
+                start = at + 1;
+                continue;
             }
             None => out.push('\\'),
         }
+        start = at + 2;
     }
+    out.push_str(raw.get(start..).unwrap_or(""));
     Cow::Owned(out)
 }
 
