@@ -111,27 +111,13 @@ pub(super) async fn logs_ingestion(
     }
     // The stream declarations of `cefgate dcr-template` (default stream names): Azure drops
     // undeclared columns without a word; the emulator drops and counts them.
-    let declared: Option<Vec<&str>> = match stream {
-        "Custom-CefGate_CommonSecurityLog" => Some(
-            crate::dcr::common_security_log_columns()
-                .into_iter()
-                .map(|c| c.0)
-                .collect(),
-        ),
-        "Custom-CefGate_Syslog" => Some(
-            crate::dcr::syslog_columns()
-                .into_iter()
-                .map(|c| c.0)
-                .collect(),
-        ),
-        _ => None,
-    };
+    let declared = declared_columns(stream);
     let mut rows = rows;
     if let Some(declared) = declared {
         let mut dropped = 0;
         for row in &mut rows {
             let before = row.fields.len();
-            row.fields.retain(|k, _| declared.contains(k));
+            row.fields.retain(|k, _| declared.contains(*k));
             if row.fields.len() != before {
                 dropped += (before - row.fields.len()) as u64;
                 row.changed = true;
@@ -159,4 +145,28 @@ pub(super) async fn logs_ingestion(
     state.counts.lock().expect("counts").time_generated_replaced += replaced;
     store(state, stream, rows, LOGS_INGESTION_MAX_VALUE);
     no_content()
+}
+
+/// The columns the stream declarations of `cefgate dcr-template` (default stream names)
+/// list, as sets built once: every field of every row is looked up.
+fn declared_columns(stream: &str) -> Option<&'static std::collections::HashSet<&'static str>> {
+    use std::collections::HashSet;
+    use std::sync::OnceLock;
+    static CSL: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    static SYSLOG: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    match stream {
+        "Custom-CefGate_CommonSecurityLog" => Some(CSL.get_or_init(|| {
+            crate::dcr::common_security_log_columns()
+                .into_iter()
+                .map(|c| c.0)
+                .collect()
+        })),
+        "Custom-CefGate_Syslog" => Some(SYSLOG.get_or_init(|| {
+            crate::dcr::syslog_columns()
+                .into_iter()
+                .map(|c| c.0)
+                .collect()
+        })),
+        _ => None,
+    }
 }
