@@ -9,30 +9,18 @@
 use std::hint::black_box;
 use std::io::Write;
 
-use chrono::{TimeZone, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use cefgate::decode::TimeContext;
-use cefgate::record::{Reception, RecordSettings, RowBuilder, TimeSource, write_json};
+use cefgate::record::write_json;
+
+mod common;
 
 /// Rows that differ the way a firewall's do: addresses, ports, counters, users.
 fn body(max_bytes: usize) -> Vec<u8> {
-    let builder = RowBuilder::new(RecordSettings {
-        collector_host: "collector".into(),
-        time_generated: vec![TimeSource::Received],
-        event_id: false,
-        keep_structured_data: false,
-    });
-    let rx = Reception {
-        time: TimeContext::new(
-            Utc.with_ymd_and_hms(2026, 11, 26, 10, 0, 0).unwrap(),
-            cefgate::decode::time::SenderZone::default(),
-        ),
-        peer: Some("192.0.2.1"),
-        truncated: false,
-    };
+    let builder = common::builder();
+    let rx = common::reception();
     let mut seed: u64 = 7;
     let mut next = |below: u64| {
         seed = seed

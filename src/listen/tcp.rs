@@ -9,6 +9,7 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_util::either::Either;
 
 use super::{FrameBatch, ListenerContext, ListenerSettings, proxy};
 use crate::frame::FrameDecoder;
@@ -208,10 +209,10 @@ impl Admission {
         };
         let stream = match &config.tls {
             Some(acceptor) => match acceptor.handshake(stream, sender, config, ctx).await {
-                Some(tls) => Ok(tls),
+                Some(tls) => Either::Left(tls),
                 None => return,
             },
-            None => Err(stream),
+            None => Either::Right(stream),
         };
         drop(pending);
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
@@ -225,10 +226,7 @@ impl Admission {
         Metrics::add(&ctx.metrics.connections_accepted, 1);
         Metrics::add(&ctx.counters.connections_accepted, 1);
         let _active = Active::new(ctx);
-        match stream {
-            Ok(tls) => read_stream(tls, sender, config, ctx).await,
-            Err(tcp) => read_stream(tcp, sender, config, ctx).await,
-        }
+        read_stream(stream, sender, config, ctx).await;
         drop((slot, source));
     }
 }

@@ -470,15 +470,15 @@ impl Inner {
     /// The kept batch of chunk `seq`, if still in memory (chunks are taken in order, so the
     /// older ones left in front will not be asked for again this run).
     fn take_recent(&mut self, seq: u64) -> Option<Batch> {
-        while self.recent.front().is_some_and(|(front, _)| *front < seq) {
-            if let Some((_, old)) = self.recent.pop_front() {
-                self.recent_bytes -= old.body.len();
+        while let Some(front) = self.recent.front().map(|(s, _)| *s) {
+            if front > seq {
+                return None;
             }
-        }
-        if self.recent.front().is_some_and(|(front, _)| *front == seq) {
             let (_, batch) = self.recent.pop_front()?;
             self.recent_bytes -= batch.body.len();
-            return Some(batch);
+            if front == seq {
+                return Some(batch);
+            }
         }
         None
     }
