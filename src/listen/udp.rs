@@ -129,29 +129,35 @@ fn receive(socket: &UdpSocket, config: &ListenerSettings, ctx: &ListenerContext)
                 0
             }
         };
+        // Counted once per call, not per datagram: the counters are shared atomics.
+        let (mut bytes, mut denied) = (0u64, 0u64);
         for i in 0..received {
             let (data, peer) = slots.datagram(i);
-            let n = data.len();
-            Metrics::add(&ctx.metrics.udp_datagrams, 1);
-            Metrics::add(&ctx.metrics.udp_bytes, n as u64);
-            Metrics::add(&ctx.counters.messages, 1);
-            Metrics::add(&ctx.counters.bytes, n as u64);
-            if peer.is_some_and(|peer| !ctx.allowed(peer)) {
-                Metrics::add(&ctx.metrics.udp_denied, 1);
+            bytes += data.len() as u64;
+            // A sender whose address cannot be read cannot pass an allowlist.
+            let Some(peer) = peer.filter(|peer| ctx.allowed(*peer)) else {
+                denied += 1;
                 continue;
-            }
+            };
             let message = trim_trailer(data);
             if message.len() > max {
                 match config.oversize {
                     Oversize::Truncate => {
                         Metrics::add(&ctx.metrics.oversize_truncated, 1);
-                        batch.push(&message[..max], peer, true);
+                        batch.push(&message[..max], Some(peer), true);
                     }
                     Oversize::Drop => Metrics::add(&ctx.metrics.oversize_dropped, 1),
                 }
             } else if !message.is_empty() {
-                batch.push(message, peer, false);
+                batch.push(message, Some(peer), false);
             }
+        }
+        if received > 0 {
+            Metrics::add(&ctx.metrics.udp_datagrams, received as u64);
+            Metrics::add(&ctx.metrics.udp_bytes, bytes);
+            Metrics::add(&ctx.counters.messages, received as u64);
+            Metrics::add(&ctx.counters.bytes, bytes);
+            Metrics::add(&ctx.metrics.udp_denied, denied);
         }
         // Handed on as soon as the kernel has nothing more queued, so that a quiet sender's
         // message is not held back.
