@@ -89,6 +89,9 @@ pub fn convert_stream<R: BufRead, W: Write>(
                     order.put(done, output, summary)?;
                 }
                 let mut block: Vec<u8> = std::mem::take(&mut carry);
+                // The carried bytes hold no LF: only what is read now is searched for one
+                // (a line many blocks long is then read in linear time).
+                let fresh = block.len();
                 block.reserve(BLOCK);
                 let eof = loop {
                     let buf = input.fill_buf()?;
@@ -106,8 +109,8 @@ pub fn convert_stream<R: BufRead, W: Write>(
                     }
                 };
                 if !eof {
-                    match memchr::memrchr(b'\n', &block) {
-                        Some(last) => carry = block.split_off(last + 1),
+                    match memchr::memrchr(b'\n', &block[fresh..]) {
+                        Some(last) => carry = block.split_off(fresh + last + 1),
                         None => {
                             // One line longer than a block: keep reading it.
                             carry = block;
