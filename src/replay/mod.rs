@@ -249,7 +249,7 @@ pub fn replay(
     }
     // Every connection is open before the first message goes out, so that the target holds
     // them all at once.
-    let start = std::sync::Barrier::new(connections as usize);
+    let start = StartGate::default();
     let results: Vec<Result<ReplaySummary, ReplayError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..connections)
             .map(|i| {
@@ -262,11 +262,14 @@ pub fn replay(
                     .stack_size(256 * 1024)
                     .spawn_scoped(scope, move || {
                         let conn = connect(plan);
-                        start.wait();
+                        start.arrive_and_wait();
                         send(plan, conn?, messages, range, rate, &mut |_| {})
                     })
             })
             .collect();
+        // Only the threads that started are waited for: one that could not be started
+        // must not hold the others back forever.
+        start.expect(handles.iter().filter(|h| h.is_ok()).count());
         handles
             .into_iter()
             .map(|h| match h {
@@ -364,4 +367,63 @@ fn send(
     progress(summary.messages);
     summary.elapsed = start.elapsed();
     Ok(summary)
+}
+
+/// Holds the sending threads until every one that was started has connected (or failed to).
+/// Unlike a barrier, the number to wait for is given once the threads were started.
+#[derive(Default)]
+struct StartGate {
+    /// Threads arrived, and how many are expected (once known).
+    state: std::sync::Mutex<(usize, Option<usize>)>,
+    changed: std::sync::Condvar,
+}
+
+impl StartGate {
+    fn arrive_and_wait(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 += 1;
+        self.changed.notify_all();
+        let _open = self
+            .changed
+            .wait_while(state, |(arrived, expected)| {
+                expected.is_none_or(|expected| *arrived < expected)
+            })
+            .unwrap_or_else(|e| e.into_inner());
+    }
+
+    fn expect(&self, threads: usize) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = Some(threads);
+        self.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod start_gate_tests {
+    use super::StartGate;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Two of three planned threads started: they go once both arrived and the count is
+    /// known, not when a third (which never comes) arrives.
+    #[test]
+    fn the_threads_that_started_go_once_all_of_them_arrived() {
+        let gate = Arc::new(StartGate::default());
+        let (went, gone) = std::sync::mpsc::channel();
+        for _ in 0..2 {
+            let (gate, went) = (gate.clone(), went.clone());
+            std::thread::spawn(move || {
+                gate.arrive_and_wait();
+                went.send(()).unwrap();
+            });
+        }
+        assert!(
+            gone.recv_timeout(Duration::from_millis(200)).is_err(),
+            "nobody goes before the count is known"
+        );
+        gate.expect(2);
+        for _ in 0..2 {
+            gone.recv_timeout(Duration::from_secs(10))
+                .expect("both threads go");
+        }
+    }
 }
