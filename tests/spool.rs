@@ -161,20 +161,27 @@ fn an_outage_spools_the_backlog_and_drains_when_the_endpoint_returns() {
     assert!(c.get("requests_failed") > 0, "the outage was seen");
 }
 
-#[test]
-fn kill_9_with_a_full_spool_then_restart_delivers_every_spooled_row() {
+/// A run whose endpoint never answered (nothing listens on its port), killed with `kill -9`
+/// once its spool held `n` rows: the endpoint and the spool it left behind.
+fn spool_left_by_a_killed_run(n: usize) -> (u16, String, tempfile::TempDir) {
     let port = free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let spool = tempfile::tempdir().unwrap();
-    // The endpoint is down (nothing listens): batches pile up in the spool.
     let mut first = gate(&endpoint, spool.path(), "");
-    send(&first, 0, 10_000);
-    wait_for("10,000 rows in the spool", LONG, || {
-        (spooled_rows(spool.path()).1 == 10_000).then_some(())
+    send(&first, 0, n);
+    wait_for(&format!("{n} rows in the spool"), LONG, || {
+        (spooled_rows(spool.path()).1 == n).then_some(())
     });
+    first.kill9();
+    (port, endpoint, spool)
+}
+
+#[test]
+fn kill_9_with_a_full_spool_then_restart_delivers_every_spooled_row() {
+    // The endpoint is down (nothing listens): batches pile up in the spool.
+    let (port, endpoint, spool) = spool_left_by_a_killed_run(10_000);
     let (chunks, _) = spooled_rows(spool.path());
     assert!(chunks >= 10, "{chunks} chunks");
-    first.kill9();
 
     let emu = Emulator::start_at(&format!("127.0.0.1:{port}"), &[]);
     let mut second = gate(&endpoint, spool.path(), "");
@@ -191,15 +198,7 @@ fn kill_9_with_a_full_spool_then_restart_delivers_every_spooled_row() {
 
 #[test]
 fn a_corrupted_chunk_is_quarantined_and_every_other_row_delivered() {
-    let port = free_port();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let spool = tempfile::tempdir().unwrap();
-    let mut first = gate(&endpoint, spool.path(), "");
-    send(&first, 0, 5_000);
-    wait_for("5,000 rows in the spool", LONG, || {
-        (spooled_rows(spool.path()).1 == 5_000).then_some(())
-    });
-    first.kill9();
+    let (port, endpoint, spool) = spool_left_by_a_killed_run(5_000);
 
     // Flip one byte in the body of the first chunk.
     let mut chunks: Vec<_> = std::fs::read_dir(spool.path())
@@ -440,15 +439,7 @@ fn sigterm_with_the_endpoint_down_and_the_spool_full_loses_nothing_read() {
 /// configured output and exits, without receiving anything.
 #[test]
 fn spool_drain_delivers_what_a_killed_run_left() {
-    let port = free_port();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let spool = tempfile::tempdir().unwrap();
-    let mut first = gate(&endpoint, spool.path(), "");
-    send(&first, 0, 2_000);
-    wait_for("2,000 rows in the spool", LONG, || {
-        (spooled_rows(spool.path()).1 == 2_000).then_some(())
-    });
-    first.kill9();
+    let (port, endpoint, spool) = spool_left_by_a_killed_run(2_000);
 
     let emu = Emulator::start_at(&format!("127.0.0.1:{port}"), &[]);
     let dir = tempfile::tempdir().unwrap();
