@@ -755,9 +755,9 @@ impl Config {
             match address {
                 Ok(addr) => {
                     let stream = |p: Protocol| p != Protocol::Udp;
-                    let clash = seen.iter().any(|(p, a)| {
-                        *a == addr && addr.port() != 0 && stream(*p) == stream(protocol)
-                    });
+                    let clash = seen
+                        .iter()
+                        .any(|(p, a)| overlaps(*a, addr) && stream(*p) == stream(protocol));
                     if clash {
                         problems.push(at.problem(
                             Some(l.address.span()),
@@ -1079,6 +1079,20 @@ impl Config {
                         None
                     }
                 });
+        if let (Some(m), Some(span)) = (metrics_address, &self.metrics.address) {
+            for l in listeners.iter().filter(|l| l.protocol != Protocol::Udp) {
+                if overlaps(m, l.address) {
+                    problems.push(at.problem(
+                        Some(span.span()),
+                        format!(
+                            "metrics address {m} takes the port of the {} listener on {}: give /metrics a port of its own (for example 9464)",
+                            l.protocol, l.address
+                        ),
+                    ));
+                }
+            }
+        }
+        self.check_paths(at, &mut problems);
         in_range(
             at,
             &mut problems,
@@ -1147,6 +1161,123 @@ impl Config {
             }
         }
     }
+}
+
+impl Config {
+    /// Every path setting: none may be empty or hold a NUL byte (the system calls `run`
+    /// makes would refuse them); what cefgate writes (the spool, file outputs, dead letters)
+    /// may not be on a kernel pseudo-filesystem such as /proc, nor be the configuration file
+    /// itself.
+    fn check_paths(&self, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>) {
+        let mut read: Vec<&Spanned<PathBuf>> = Vec::new();
+        let mut written: Vec<&Spanned<PathBuf>> = Vec::new();
+        for l in &self.listener {
+            let l = l.get_ref();
+            read.extend([&l.cert, &l.key, &l.client_ca].into_iter().flatten());
+        }
+        for o in &self.output {
+            let o = o.get_ref();
+            read.extend(
+                [
+                    &o.client_secret_file,
+                    &o.federated_token_file,
+                    &o.arc_key_folder,
+                    &o.client_certificate_file,
+                    &o.client_key_file,
+                    &o.shared_key_file,
+                ]
+                .into_iter()
+                .flatten(),
+            );
+            written.extend([&o.path, &o.dead_letter_path].into_iter().flatten());
+        }
+        if let Some(spool) = &self.spool {
+            written.push(&spool.get_ref().path);
+        }
+        for path in read.iter().chain(&written) {
+            let p = path.get_ref();
+            if p.as_os_str().is_empty() {
+                problems.push(at.problem(Some(path.span()), "the path is empty"));
+            } else if p.as_os_str().as_encoded_bytes().contains(&0) {
+                problems.push(at.problem(
+                    Some(path.span()),
+                    format!("the path {:?} holds a NUL byte", p.display()),
+                ));
+            }
+        }
+        let config_file = std::fs::canonicalize(at.file).ok();
+        for path in written {
+            let p = path.get_ref();
+            if p.as_os_str().is_empty() || p.as_os_str().as_encoded_bytes().contains(&0) {
+                continue;
+            }
+            if let Some(kind) = pseudo_filesystem(p) {
+                problems.push(at.problem(
+                    Some(path.span()),
+                    format!(
+                        "{} is on the kernel's {kind} filesystem, where files cannot be written: choose a folder on a disk (such as /var/lib/cefgate)",
+                        p.display()
+                    ),
+                ));
+            } else if config_file.is_some() && canonical_target(p) == config_file {
+                problems.push(at.problem(
+                    Some(path.span()),
+                    format!(
+                        "{} is this configuration file: cefgate would write rows into it",
+                        p.display()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// True when binding both addresses (on the same port) would clash: the same address, or a
+/// wildcard (`0.0.0.0`, `[::]`, which on Linux also takes IPv4) and an address it covers.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    if a.port() != b.port() || a.port() == 0 {
+        return false;
+    }
+    let covers =
+        |w: SocketAddr, x: SocketAddr| w.ip().is_unspecified() && (w.is_ipv6() || x.is_ipv4());
+    a.ip() == b.ip() || covers(a, b) || covers(b, a)
+}
+
+/// `path` with its folder resolved (the file itself may not exist yet).
+fn canonical_target(path: &Path) -> Option<PathBuf> {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return Some(p);
+    }
+    let name = path.file_name()?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let dir = std::fs::canonicalize(parent.unwrap_or(Path::new("."))).ok()?;
+    Some(dir.join(name))
+}
+
+/// The name of the kernel pseudo-filesystem (proc, sysfs, ...) `path` or its nearest
+/// existing ancestor is on, if any.
+fn pseudo_filesystem(path: &Path) -> Option<&'static str> {
+    let existing = path
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists())?;
+    let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).ok()?;
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `stat` a buffer of the right type.
+    if unsafe { libc::statfs(c.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let kind = stat.f_type as i64;
+    Some(match kind {
+        0x9fa0 => "proc",
+        0x6265_6572 => "sysfs",
+        0x27e0eb | 0x6367_7270 => "cgroup",
+        0x6462_6720 => "debugfs",
+        0x7472_6163 => "tracefs",
+        0x7363_6673 => "securityfs",
+        0x1cd1 => "devpts",
+        _ => return None,
+    })
 }
 
 /// An output name: it names a folder and a metric label.

@@ -44,6 +44,9 @@ pub struct Metrics {
     pub accept_errors: AtomicU64,
     /// Partial frames cut at `frame_timeout_secs` (their connections closed).
     pub frames_timed_out: AtomicU64,
+    /// Partial frames a connection held when shutdown stopped its reading: handed on,
+    /// marked truncated, as at `frame_timeout_secs`.
+    pub frames_cut_at_shutdown: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
     /// Bytes between frames that were no frame; passed on as raw messages.
     pub framing_errors: AtomicU64,
@@ -96,6 +99,12 @@ pub struct Metrics {
     pub spool_full_now: AtomicU64,
     /// When the oldest chunk still in the spool was written (Unix ms; 0: none).
     pub spool_oldest_chunk_unix_ms: AtomicU64,
+    /// Chunk writes failing right now and being retried (disk full, I/O errors), a gauge:
+    /// while it is above 0 no input is accepted, so `/ready` says not ready.
+    pub spool_write_failing: AtomicU64,
+    /// Chunks left in place because they could not be read (permissions, I/O errors): their
+    /// content may be intact, so they are not quarantined; fix the cause and restart.
+    pub chunks_unreadable: AtomicU64,
     /// Every listener is bound (set once, after start-up).
     pub listeners_bound: AtomicBool,
     /// Counters per listener, in configuration order.
@@ -272,7 +281,7 @@ impl Metrics {
     /// and the summary line all read this one list.
     pub fn scalars(&self) -> Vec<(&'static str, Kind, &'static str, u64)> {
         use Kind::{Counter as C, Gauge as G};
-        let table: [(&'static str, Kind, &'static str, &AtomicU64); 51] = [
+        let table: &[(&'static str, Kind, &'static str, &AtomicU64)] = &[
             (
                 "udp_datagrams",
                 C,
@@ -395,6 +404,12 @@ impl Metrics {
                 C,
                 "Partial frames cut at frame_timeout_secs (their connections closed)",
                 &self.frames_timed_out,
+            ),
+            (
+                "frames_cut_at_shutdown",
+                C,
+                "Partial frames handed on, marked truncated, because shutdown stopped their connection's reading",
+                &self.frames_cut_at_shutdown,
             ),
             (
                 "framing_bytes_skipped",
@@ -532,6 +547,18 @@ impl Metrics {
                 &self.rows_recovered,
             ),
             (
+                "spool_write_failing",
+                G,
+                "Spool chunk writes failing right now and being retried (disk full, I/O errors)",
+                &self.spool_write_failing,
+            ),
+            (
+                "chunks_unreadable",
+                C,
+                "Spool chunks left in place because they could not be read (permissions, I/O errors)",
+                &self.chunks_unreadable,
+            ),
+            (
                 "problems_total",
                 C,
                 "Problems found while building rows (all kinds)",
@@ -551,8 +578,8 @@ impl Metrics {
             ),
         ];
         table
-            .into_iter()
-            .map(|(n, k, h, v)| (n, k, h, Self::get(v)))
+            .iter()
+            .map(|&(n, k, h, v)| (n, k, h, Self::get(v)))
             .collect()
     }
 

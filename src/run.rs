@@ -207,8 +207,15 @@ pub fn run(
     };
     let served = runtime.block_on(async {
         for settings in &resolved.listeners {
-            let l = listeners.start(settings, fingerprint(settings)).await?;
-            listeners.running.push(l);
+            match listeners.start(settings, fingerprint(settings)).await {
+                Ok(l) => listeners.running.push(l),
+                Err(e) => {
+                    // The listeners already started hold the queue open: stop them, or the
+                    // decode threads would wait on it for ever and `run` would never return.
+                    listeners.stop_all().await;
+                    return Err(e);
+                }
+            }
         }
         metrics
             .listeners_bound

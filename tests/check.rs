@@ -90,6 +90,52 @@ fn a_port_in_use_is_a_clear_error() {
     );
 }
 
+/// A listener after the first that cannot bind stops `run` at once, with the address and
+/// the reason (the first listener, already serving, must not keep it waiting for ever).
+#[test]
+fn a_later_listener_that_cannot_bind_fails_the_run_at_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[listener]]\nprotocol = \"udp\"\naddress = \"127.0.0.1:0\"\n\n[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n\n[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\n[output]\ntype = \"stdout\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cefgate"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > until {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("run did not stop within 20 s after a listener failed to bind");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&format!("cannot bind tcp 127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("another process already listens there"),
+        "{stderr}"
+    );
+}
+
 /// `LINE:COL` of the first `needle` in `text` (both 1-based, columns in characters).
 fn locate(text: &str, needle: &str) -> String {
     let at = text
@@ -172,6 +218,58 @@ fn settings_that_would_break_a_run_are_refused_by_check_and_run_with_their_locat
             "not valid base64",
         ),
     ];
+    let mut cases = cases;
+    let n = cases.len();
+    cases.extend([
+        (
+            format!("{tcp}[output]\ntype = \"file\"\npath = \"\"\n"),
+            "\"\"\n".into(),
+            "the path is empty",
+        ),
+        (
+            format!("{tcp}[output]\ntype = \"file\"\npath = \"{d}/a\\u0000b\"\n"),
+            format!("\"{d}/a\\u0000b\""),
+            "holds a NUL byte",
+        ),
+        (
+            format!(
+                "[[listener]]\nprotocol = \"tcp\"\naddress = \"0.0.0.0:5599\"\n{file_output}\n[metrics]\naddress = \"127.0.0.1:5599\"\n"
+            ),
+            "\"127.0.0.1:5599\"".into(),
+            "takes the port of the tcp listener on 0.0.0.0:5599",
+        ),
+        (
+            format!("{tcp}{file_output}\n[spool]\npath = \"/proc/cefgate-spool\"\n"),
+            "\"/proc/cefgate-spool\"".into(),
+            "is on the kernel's proc filesystem",
+        ),
+        (
+            // The case's own file (case-N.toml) as the output.
+            format!(
+                "{tcp}[output]\ntype = \"file\"\npath = \"{d}/case-{}.toml\"\n",
+                n + 4
+            ),
+            format!("\"{d}/case-{}.toml\"", n + 4),
+            "is this configuration file",
+        ),
+        (
+            format!(
+                "[[listener]]\nprotocol = \"tcp\"\naddress = \"0.0.0.0:5598\"\n\n[[listener]]\nprotocol = \"tls\"\naddress = \"127.0.0.1:5598\"\n{file_output}"
+            ),
+            "\"127.0.0.1:5598\"".into(),
+            "127.0.0.1:5598 is already used by another tls listener",
+        ),
+        (
+            // 10,000 levels overflowed the stack of `check`; the error is at the 65th.
+            format!(
+                "{tcp}{file_output}where = \"{}DeviceVendor == 'x'{}\"\n",
+                "(".repeat(10_000),
+                ")".repeat(10_000)
+            ),
+            format!("{}DeviceVendor", "(".repeat(10_000 - 64)),
+            "in `where`: nested more than 64 levels deep",
+        ),
+    ]);
     for (i, (text, at, message)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("case-{i}.toml"));
         std::fs::write(&path, text).unwrap();

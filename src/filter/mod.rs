@@ -10,8 +10,8 @@ mod parse;
 
 use std::borrow::Cow;
 
-pub use parse::ParseError;
 use parse::{CompareOp, Expr, Function, Literal, Operand, TextOp};
+pub use parse::{MAX_DEPTH, ParseError};
 
 use crate::record::schema;
 use crate::record::{Row, Value};

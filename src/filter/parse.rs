@@ -251,6 +251,7 @@ pub fn parse(
         lexer: Lexer { text, pos: 0 },
         peeked: None,
         column,
+        depth: 0,
     };
     let expr = p.or()?;
     let (token, at) = p.next()?;
@@ -270,10 +271,18 @@ pub fn parse(
     Ok(expr)
 }
 
+/// How deeply parentheses, `not(...)` and function calls may nest. The parser and the
+/// evaluator recurse once per level, so an unbounded depth would overflow a thread's stack
+/// (10,000 levels did, in `check`, in `run` and in a decode thread); no real filter comes
+/// near this.
+pub const MAX_DEPTH: usize = 64;
+
 struct Parser<'a, 'c> {
     lexer: Lexer<'a>,
     peeked: Option<(Token, usize)>,
     column: &'c dyn Fn(&str) -> Option<&'static str>,
+    /// Levels of nesting open at the current token.
+    depth: usize,
 }
 
 impl Parser<'_, '_> {
@@ -333,13 +342,29 @@ impl Parser<'_, '_> {
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
         if self.peek_word("not")? {
-            self.next()?;
+            let (_, at) = self.next()?;
             self.expect_sym("(", "after `not`: write not(...)")?;
+            self.enter(at)?;
             let inner = self.or()?;
+            self.depth -= 1;
             self.expect_sym(")", "to close not(")?;
             return Ok(Expr::Not(Box::new(inner)));
         }
         self.test()
+    }
+
+    /// Opens one level of nesting at byte `at`, refusing past [`MAX_DEPTH`].
+    fn enter(&mut self, at: usize) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ParseError {
+                offset: at,
+                message: format!(
+                    "nested more than {MAX_DEPTH} levels deep (parentheses, not(...) and function calls); write the condition flatter"
+                ),
+            });
+        }
+        Ok(())
     }
 
     fn test(&mut self) -> Result<Expr, ParseError> {
@@ -502,7 +527,9 @@ impl Parser<'_, '_> {
             Token::Int(n) => Operand::Literal(Literal::Int(n)),
             Token::Real(x) => Operand::Literal(Literal::Real(x)),
             Token::Sym("(") => {
+                self.enter(at)?;
                 let inner = self.or()?;
+                self.depth -= 1;
                 self.expect_sym(")", "to close `(`")?;
                 Operand::Condition(Box::new(inner))
             }
@@ -520,7 +547,9 @@ impl Parser<'_, '_> {
                 };
                 if let Some(f) = function {
                     self.expect_sym("(", &format!("after `{w}`"))?;
+                    self.enter(at)?;
                     let arg = self.operand()?;
+                    self.depth -= 1;
                     self.expect_sym(")", &format!("to close {w}("))?;
                     return Ok(Operand::Call(f, Box::new(arg)));
                 }

@@ -177,3 +177,26 @@ fn project_away_keeps_time_generated() {
     assert!(p.removes("AdditionalExtensions"));
     assert!(!p.removes("Message"));
 }
+
+#[test]
+fn nesting_is_bounded_and_reported_where_it_goes_too_deep() {
+    let nested = |n: usize| format!("{}DeviceVendor == \"x\"{}", "(".repeat(n), ")".repeat(n));
+    assert!(Predicate::parse(&nested(MAX_DEPTH)).is_ok());
+    let (at, message) = error(&nested(MAX_DEPTH + 1));
+    assert_eq!(at, MAX_DEPTH, "at the first paren too many");
+    assert!(message.contains("nested more than 64 levels"), "{message}");
+    // Deep enough to overflow any stack if the parser recursed all the way down.
+    assert!(error(&nested(100_000)).1.contains("nested more than"));
+    let calls = format!(
+        "{}DeviceVendor{} == \"x\"",
+        "tolower(".repeat(100),
+        ")".repeat(100)
+    );
+    assert!(error(&calls).1.contains("nested more than"));
+    let nots = format!(
+        "{}DeviceVendor == \"x\"{}",
+        "not(".repeat(100),
+        ")".repeat(100)
+    );
+    assert!(error(&nots).1.contains("nested more than"));
+}

@@ -292,12 +292,27 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
         // Each byte restarts the idle timer; nothing restarts a frame's deadline.
         let frame_left = frame_since.map(|t| config.frame_timeout.saturating_sub(t.elapsed()));
         let wait = frame_left.map_or(idle, |left| left.min(idle));
+        let mut stopping = false;
         let read = tokio::select! {
             r = tokio::time::timeout(wait, stream.read_buf(&mut buf)) => r,
-            _ = ctx.shutdown.cancelled() => Ok(Ok(0)),
+            _ = ctx.shutdown.cancelled() => {
+                stopping = true;
+                Ok(Ok(0))
+            }
         };
         let mut cut = false;
         let eof = match read {
+            // Shutdown stopped the reading in the middle of a frame: the sender had not
+            // finished it, so it is handed on marked truncated, not as if it were whole (a
+            // sender's own close, by contrast, ends its last frame).
+            Ok(Ok(0)) if stopping && !buf.is_empty() && !decoder.in_skip() => {
+                Metrics::add(&ctx.metrics.frames_cut_at_shutdown, 1);
+                tracing::debug!(
+                    "{peer}: shutdown with a frame unfinished; handing it on truncated"
+                );
+                cut = true;
+                true
+            }
             Ok(Ok(0)) => true,
             Ok(Ok(n)) => {
                 Metrics::add(&ctx.metrics.tcp_bytes, n as u64);
@@ -335,7 +350,8 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
             .data
             .reserve(buf.len().min(READ_MAX + config.max_message_bytes));
         if cut {
-            // Counted as frames_timed_out above; the row says message-truncated.
+            // Counted as frames_timed_out or frames_cut_at_shutdown above; the row says
+            // message-truncated.
             decoder.cut(&buf, |m, truncated| batch.push(m, Some(ip), truncated));
             buf.clear();
         }
