@@ -446,7 +446,7 @@ fn drain(path: &PathBuf, timeout_secs: u64) -> Result<(), String> {
 }
 
 fn dead_letters(path: &std::path::Path) -> Result<cefgate::dlq::Summary, String> {
-    cefgate::dlq::list(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    cefgate::dlq::list(path).map_err(|e| e.to_string())
 }
 
 fn print_causes(s: &cefgate::dlq::Summary) {
@@ -471,6 +471,7 @@ fn dlq(action: DlqAction) -> Result<(), String> {
                 if !s.unreadable.is_empty() {
                     println!("unreadable lines: {:?}", s.unreadable);
                 }
+                s.details().iter().for_each(|l| println!("{l}"));
             }
             Ok(())
         }
@@ -486,10 +487,11 @@ fn dlq(action: DlqAction) -> Result<(), String> {
                 let s = dead_letters(&path)?;
                 println!(
                     "would send {} row(s) from {} (waiting up to {timeout_secs} s); nothing was sent",
-                    s.entries,
+                    s.sendable(),
                     path.display()
                 );
                 print_causes(&s);
+                s.details().iter().for_each(|l| println!("{l}"));
             }
             Ok(())
         }
@@ -517,11 +519,13 @@ fn dlq(action: DlqAction) -> Result<(), String> {
                 let o = cefgate::dlq::replay(
                     &plan.settings,
                     std::time::Duration::from_secs(timeout_secs),
-                )?;
+                )
+                .map_err(|e| e.to_string())?;
                 println!(
                     "{}: replayed {} row(s): {} delivered, {} dead-lettered again",
                     plan.name, o.rows, o.delivered, o.dead_lettered_again
                 );
+                o.details().iter().for_each(|l| println!("{l}"));
             }
             Ok(())
         }

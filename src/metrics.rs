@@ -69,6 +69,8 @@ pub struct Metrics {
     /// Rows that went nowhere: a dead-letter write failed, or a stage died holding them.
     /// Anything above 0 makes `cefgate run` exit with an error.
     pub rows_lost: AtomicU64,
+    /// Failed attempts to write the dead-letter file; its rows stay in the buffer, retried.
+    pub dead_letter_write_errors: AtomicU64,
     pub requests_delivered: AtomicU64,
     /// Requests split in two after a 413 or 400.
     pub requests_split: AtomicU64,
@@ -478,6 +480,12 @@ impl Metrics {
                 C,
                 "429/503 answers with Retry-After",
                 &self.requests_throttled,
+            ),
+            (
+                "dead_letter_write_errors",
+                C,
+                "Failed writes to the dead-letter file (its rows stay in the buffer and are retried)",
+                &self.dead_letter_write_errors,
             ),
             (
                 "requests_failed",

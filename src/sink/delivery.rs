@@ -173,16 +173,18 @@ impl Delivery {
         let mut size = 1;
         for row in rows {
             if self.output.request_size(&[row]) > self.max_request_bytes {
-                self.dead_letter(
-                    batch.table,
-                    name,
-                    &format!(
-                        "row of {} bytes exceeds the request limit of {} bytes",
-                        row.len(),
-                        self.max_request_bytes
-                    ),
-                    &[row],
+                let error = format!(
+                    "row of {} bytes exceeds the request limit of {} bytes",
+                    row.len(),
+                    self.max_request_bytes
                 );
+                if self
+                    .dead_letter(batch.table, name, &error, &[row], durable)
+                    .await
+                    == Settled::No
+                {
+                    return Settled::No;
+                }
                 continue;
             }
             if size + row.len() + 1 > self.max_request_bytes && !chunk.is_empty() {
@@ -212,19 +214,21 @@ impl Delivery {
         let mut pending = vec![rows];
         // A 404 that may mean "too large" splits the request once (see `Outcome::NotFound`).
         let mut split_on_not_found = false;
-        while let Some(rows) = pending.pop() {
+        while let Some(mut rows) = pending.pop() {
             let mut backoff = Backoff::new(Duration::from_millis(500), self.retry_max);
             let mut last_auth_warning: Option<Instant> = None;
+            // Set to the refusal when the rows go to the dead-letter queue.
+            let mut refused: Option<std::borrow::Cow<'_, str>> = None;
             loop {
                 if route.stopped.load(Ordering::Relaxed) {
-                    self.dead_letter(route.table, name, "route stopped (see the log)", &rows);
+                    refused = Some("route stopped (see the log)".into());
                     break;
                 }
                 if self.give_up.is_cancelled() {
                     if durable {
                         return Settled::No;
                     }
-                    self.dead_letter(route.table, name, "not delivered before shutdown", &rows);
+                    refused = Some("not delivered before shutdown".into());
                     break;
                 }
                 let started = Instant::now();
@@ -243,20 +247,15 @@ impl Delivery {
                         break;
                     }
                     Outcome::TooLarge | Outcome::Rejected { .. } if rows.len() > 1 => {
-                        self.split(rows, &mut pending);
+                        self.split(std::mem::take(&mut rows), &mut pending);
                         break;
                     }
                     Outcome::TooLarge => {
-                        self.dead_letter(
-                            route.table,
-                            name,
-                            "the service refused the row as too large (413)",
-                            &rows,
-                        );
+                        refused = Some("the service refused the row as too large (413)".into());
                         break;
                     }
                     Outcome::Rejected { error } => {
-                        self.dead_letter(route.table, name, &error, &rows);
+                        refused = Some(error.into());
                         break;
                     }
                     Outcome::RetryAfter(wait) => {
@@ -283,7 +282,7 @@ impl Delivery {
                     }
                     Outcome::NotFound { reason: _ } if rows.len() > 1 && !split_on_not_found => {
                         split_on_not_found = true;
-                        self.split(rows, &mut pending);
+                        self.split(std::mem::take(&mut rows), &mut pending);
                         break;
                     }
                     Outcome::RouteBroken { reason } | Outcome::NotFound { reason } => {
@@ -302,6 +301,14 @@ impl Delivery {
                     _ = self.give_up.cancelled() => {}
                 }
             }
+            if let Some(error) = refused
+                && self
+                    .dead_letter(route.table, name, &error, &rows, durable)
+                    .await
+                    == Settled::No
+            {
+                return Settled::No;
+            }
         }
         Settled::Yes
     }
@@ -314,30 +321,71 @@ impl Delivery {
         pending.push(rows);
     }
 
-    fn dead_letter(&self, table: Table, route: &str, error: &str, rows: &[&[u8]]) {
+    /// Writes `rows` to the dead-letter queue. Rows are counted as dead-lettered once they
+    /// are on disk: until then a failed write (a full disk, a folder where the file should
+    /// be) is retried with back-off, and the batch stays in the buffer, unacknowledged. At a
+    /// give-up a spool keeps them ([`Settled::No`]); memory has nowhere else to put them,
+    /// and they are counted as lost.
+    async fn dead_letter(
+        &self,
+        table: Table,
+        route: &str,
+        error: &str,
+        rows: &[&[u8]],
+        durable: bool,
+    ) -> Settled {
         // A whole batch travels as one piece: one entry per row all the same (a JSON row
         // never holds a raw LF).
         let rows: Vec<&[u8]> = rows.iter().flat_map(|r| crate::batch::lines(r)).collect();
         let rows = rows.as_slice();
-        Metrics::add(&self.metrics.rows_dead_lettered, rows.len() as u64);
-        self.metrics
-            .add_route_rows(route, "dead_lettered", rows.len() as u64);
+        let n = rows.len() as u64;
+        let mut backoff = Backoff::new(Duration::from_millis(500), self.retry_max);
+        loop {
+            let e = match self.dead_letters.store(table, route, error, rows) {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            Metrics::add(&self.metrics.output_errors, 1);
+            Metrics::add(&self.metrics.dead_letter_write_errors, 1);
+            let path = self.dead_letters.path().display();
+            if self.give_up.is_cancelled() {
+                if durable {
+                    tracing::error!(
+                        "{route}: cannot write {n} row(s) to the dead-letter queue {path}: {e}; \
+                         they stay in the spool for the next start: make {path} writable \
+                         (free space, or a file where a folder or device is) before it"
+                    );
+                    return Settled::No;
+                }
+                Metrics::add(&self.metrics.rows_lost, n);
+                tracing::error!(
+                    "{route}: cannot write {n} row(s) to the dead-letter queue {path}: {e}; \
+                     at shutdown, without a spool, they are lost: make {path} writable, and \
+                     configure a [spool] to keep such rows across a restart"
+                );
+                return Settled::Yes;
+            }
+            let wait = backoff.next_wait();
+            tracing::error!(
+                "{route}: cannot write {n} row(s) to the dead-letter queue {path}: {e}; \
+                 they stay in the {} and the write is retried (next in {wait:.1?}): free \
+                 space, or make {path} a writable file in a writable folder",
+                if durable { "spool" } else { "buffer" }
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.give_up.cancelled() => {}
+            }
+        }
+        Metrics::add(&self.metrics.rows_dead_lettered, n);
+        self.metrics.add_route_rows(route, "dead_lettered", n);
         if let Some(held) = self.dead_letter_log.allow() {
             tracing::warn!(
-                "{route}: {} row(s) dead-lettered: {error}{}",
-                rows.len(),
+                "{route}: {n} row(s) dead-lettered: {error}{}",
                 crate::metrics::held_back(held)
             );
         }
-        if let Err(e) = self.dead_letters.store(table, route, error, rows) {
-            Metrics::add(&self.metrics.output_errors, 1);
-            Metrics::add(&self.metrics.rows_lost, rows.len() as u64);
-            tracing::error!(
-                "{route}: cannot write {} row(s) to the dead-letter queue {}: {e}",
-                rows.len(),
-                self.dead_letters.path().display()
-            );
-        }
+        Settled::Yes
     }
 }
 
@@ -455,14 +503,59 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rows_that_cannot_even_be_dead_lettered_are_counted_as_lost() {
+    async fn rows_that_cannot_even_be_dead_lettered_at_shutdown_without_a_spool_are_lost() {
         // /dev/full accepts the open and refuses every write (ENOSPC).
         let (d, metrics) = delivery(
             JsonLinesOutput::new("pipe", Box::new(BrokenPipe)),
             std::path::Path::new("/dev/full"),
         );
+        d.give_up.cancel();
         assert_eq!(d.deliver(&batch(), false).await, Settled::Yes);
-        assert_eq!(Metrics::get(&metrics.rows_dead_lettered), 3);
+        assert_eq!(Metrics::get(&metrics.rows_dead_lettered), 0, "not written");
         assert_eq!(Metrics::get(&metrics.rows_lost), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failed_dead_letter_write_holds_the_batch_until_it_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let dlq = dir.path().join("dead-letters.ndjson");
+        std::fs::create_dir(&dlq).unwrap();
+        let (d, metrics) = delivery(JsonLinesOutput::new("pipe", Box::new(BrokenPipe)), &dlq);
+        let d = Arc::new(d);
+        let task = tokio::spawn({
+            let d = d.clone();
+            async move { d.deliver(&batch(), false).await }
+        });
+        while Metrics::get(&metrics.dead_letter_write_errors) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!task.is_finished(), "the batch is not settled");
+        assert_eq!(Metrics::get(&metrics.rows_dead_lettered), 0);
+        assert_eq!(Metrics::get(&metrics.rows_lost), 0);
+        std::fs::remove_dir(&dlq).unwrap();
+        assert_eq!(task.await.unwrap(), Settled::Yes);
+        assert_eq!(Metrics::get(&metrics.rows_dead_lettered), 3);
+        assert_eq!(Metrics::get(&metrics.rows_lost), 0);
+        assert_eq!(crate::sink::dead_letter::read(&dlq).unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_spool_keeps_rows_whose_dead_letters_cannot_be_written_at_shutdown() {
+        let (d, metrics) = delivery(
+            JsonLinesOutput::new("pipe", Box::new(BrokenPipe)),
+            std::path::Path::new("/dev/full"),
+        );
+        let d = Arc::new(d);
+        let task = tokio::spawn({
+            let d = d.clone();
+            async move { d.deliver(&batch(), true).await }
+        });
+        while Metrics::get(&metrics.dead_letter_write_errors) < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        d.give_up.cancel();
+        assert_eq!(task.await.unwrap(), Settled::No, "the chunk is kept");
+        assert_eq!(Metrics::get(&metrics.rows_dead_lettered), 0);
+        assert_eq!(Metrics::get(&metrics.rows_lost), 0);
     }
 }
