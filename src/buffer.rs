@@ -270,6 +270,8 @@ mod tests {
         second.ack();
         assert!(reader.next().await.is_none());
         // The kept chunk is still on disk for the next start; the acknowledged one is gone.
+        // (The spool is locked while open: the next start comes after this one closed it.)
+        drop(reader);
         let (_w, reader, recovery) = open(&settings, Arc::default()).unwrap();
         assert_eq!((recovery.chunks, recovery.rows), (1, 1));
         assert_eq!(reader.next().await.unwrap().batch(), &batch(1));

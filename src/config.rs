@@ -119,6 +119,9 @@ pub struct MetricsConfig {
     /// Seconds between the one-line summaries logged at info level; 0 turns them off.
     #[serde(default = "defaults::summary_interval_secs")]
     pub summary_interval_secs: u64,
+    /// A file holding the token every path but `/health` then needs
+    /// (`Authorization: Bearer <token>`); read once at start.
+    pub bearer_token_file: Option<Spanned<PathBuf>>,
 }
 
 impl Default for MetricsConfig {
@@ -126,7 +129,77 @@ impl Default for MetricsConfig {
         Self {
             address: None,
             summary_interval_secs: defaults::summary_interval_secs(),
+            bearer_token_file: None,
         }
+    }
+}
+
+impl MetricsConfig {
+    /// The token of `bearer_token_file`, read once: an empty, unreadable or malformed file is
+    /// a problem at the key's value. Warns when the endpoint is reachable beyond this host
+    /// without a token, and when others can read the file. The token is in no message.
+    fn bearer_token(
+        &self,
+        address: Option<SocketAddr>,
+        at: &Locator<'_>,
+        problems: &mut Vec<ConfigProblem>,
+        warnings: &mut Vec<ConfigProblem>,
+    ) -> Option<Secret> {
+        if let (Some(addr), Some(span), None) = (address, &self.address, &self.bearer_token_file)
+            && !addr.ip().is_loopback()
+        {
+            warnings.push(at.problem(
+                Some(span.span()),
+                format!(
+                    "warning: the metrics endpoint on {addr} can be reached beyond this host and \
+                     anyone who reaches it reads /metrics and /ready; set [metrics] \
+                     bearer_token_file (and give the scraper the token) or bind 127.0.0.1"
+                ),
+            ));
+        }
+        let file = self.bearer_token_file.as_ref()?;
+        let path = file.get_ref();
+        let problem = |why: String| {
+            at.problem(
+                Some(file.span()),
+                format!("bearer_token_file {}: {why}", path.display()),
+            )
+        };
+        let text = match small_regular_file(path).and_then(|()| std::fs::read_to_string(path)) {
+            Ok(text) => text,
+            Err(e) => {
+                problems.push(problem(format!(
+                    "{e}; it must be a readable file holding the token the metrics endpoint asks for"
+                )));
+                return None;
+            }
+        };
+        let token = text.trim_end_matches(['\n', '\r']);
+        if token.is_empty() {
+            problems.push(problem(
+                "is empty; put the token in it (one line), or remove bearer_token_file".into(),
+            ));
+            return None;
+        }
+        if !token.bytes().all(|b| b.is_ascii_graphic()) {
+            problems.push(problem(
+                "the token must be one line of visible ASCII characters, without spaces (as \
+                 `Authorization: Bearer <token>` carries it)"
+                    .into(),
+            ));
+            return None;
+        }
+        if let Some(mode) = open_to_others(path) {
+            warnings.push(at.problem(
+                Some(file.span()),
+                format!(
+                    "warning: {} holds a secret that other users can read (mode {mode:04o}); \
+                     chmod 600 it (or 640, group-owned by the service's group)",
+                    path.display()
+                ),
+            ));
+        }
+        Some(Secret::new(token.to_string()))
     }
 }
 
@@ -196,6 +269,10 @@ pub struct ListenerConfig {
     /// TCP/TLS: every connection starts with a PROXY header (v1 or v2) naming the sender.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// TCP/TLS with `proxy_protocol`: the balancers (CIDR) allowed to send PROXY headers;
+    /// connections from anyone else are refused.
+    #[serde(default)]
+    pub proxy_from: Vec<Spanned<String>>,
     /// UDP: the socket receive buffer asked of the kernel.
     pub receive_buffer_bytes: Option<usize>,
     /// The zone of this listener's senders for timestamps without one (else `[record]`'s).
@@ -626,6 +703,8 @@ pub struct Resolved {
     pub metrics_address: Option<SocketAddr>,
     /// `[metrics] summary_interval_secs`, unless 0.
     pub summary_interval: Option<Duration>,
+    /// `[metrics] bearer_token_file`'s token, when set: every path but `/health` needs it.
+    pub metrics_bearer_token: Option<Secret>,
     /// What is allowed but unwise (a key file others can read), with its place in the file:
     /// printed by `check`, logged by `run`.
     pub warnings: Vec<ConfigProblem>,
@@ -787,6 +866,25 @@ impl Config {
                     )),
                 }
             }
+            let mut proxy_from = Vec::new();
+            for net in &l.proxy_from {
+                match parse_net(net.get_ref()) {
+                    Some(n) => proxy_from.push(n),
+                    None => problems.push(at.problem(
+                        Some(net.span()),
+                        format!(
+                            "proxy_from entry {:?} is not a CIDR range or IP address",
+                            net.get_ref()
+                        ),
+                    )),
+                }
+            }
+            if !l.proxy_from.is_empty() && !l.proxy_protocol {
+                problems.push(at.problem(
+                    Some(l.proxy_from[0].span()),
+                    "`proxy_from` needs `proxy_protocol = true` (it names who may send PROXY headers)",
+                ));
+            }
             let table = Some(spanned.span());
             let mut range = |key: &str, value: u64, lo: u64, hi: u64| {
                 in_range(at, &mut problems, table.clone(), key, value, lo, hi)
@@ -903,6 +1001,7 @@ impl Config {
                     frame_timeout: Duration::from_secs(l.frame_timeout_secs),
                     max_handshakes: l.max_handshakes,
                     proxy_protocol: l.proxy_protocol,
+                    proxy_from,
                     receive_buffer_bytes: l
                         .receive_buffer_bytes
                         .unwrap_or_else(defaults::receive_buffer_bytes),
@@ -1114,6 +1213,31 @@ impl Config {
             ));
         }
         let mut warnings = Vec::new();
+        if let Some(spool) = &self.spool {
+            // Every output has its own spool folder with this bound, all on one filesystem.
+            let sc = spool.get_ref();
+            let spools = self.output.len().max(1) as u64;
+            let want = sc.max_bytes.saturating_mul(spools);
+            if let Some((size, on)) = filesystem_size(sc.path.get_ref())
+                && want > size
+            {
+                warnings.push(at.problem(
+                    Some(spool.span()),
+                    format!(
+                        "warning: [spool] max_bytes ({want} bytes{}) is more than the whole filesystem holding {} ({size} bytes, at {}): \
+                         the disk fills before the spool does, and input then stalls on write errors; \
+                         set max_bytes below the free space",
+                        if spools > 1 {
+                            format!(" for {spools} outputs")
+                        } else {
+                            String::new()
+                        },
+                        sc.path.get_ref().display(),
+                        on.display()
+                    ),
+                ));
+            }
+        }
         let secret_files = self
             .listener
             .iter()
@@ -1131,6 +1255,18 @@ impl Config {
                     })
                     .flatten(),
             );
+        for l in &self.listener {
+            let lc = l.get_ref();
+            if lc.proxy_protocol
+                && lc.proxy_from.is_empty()
+                && *lc.protocol.get_ref() != Protocol::Udp
+            {
+                warnings.push(at.problem(
+                    at.key(Some(l.span()), "proxy_protocol").or(Some(l.span())),
+                    "warning: this listener believes a PROXY header from any peer, so a host that connects directly can claim any address (past `allow` and `max_connections_per_source`); list the balancers in `proxy_from`",
+                ));
+            }
+        }
         for file in secret_files {
             if let Some(mode) = open_to_others(file.get_ref()) {
                 warnings.push(at.problem(
@@ -1143,8 +1279,12 @@ impl Config {
                 ));
             }
         }
+        let metrics_bearer_token =
+            self.metrics
+                .bearer_token(metrics_address, at, &mut problems, &mut warnings);
         match plans {
             plans if problems.is_empty() => Ok(Resolved {
+                metrics_bearer_token,
                 warnings,
                 zone,
                 time_generated,
@@ -1325,6 +1465,28 @@ fn small_regular_file(path: &Path) -> std::io::Result<()> {
 /// The permission bits of a secret file that others may read, or its group write, or
 /// `None`. A key should be 0600, or 0640 group-owned by the service's group (the package's
 /// layout), so group read alone is fine.
+/// The size in bytes of the filesystem that holds `path` (or, while it does not exist yet,
+/// its nearest existing parent, which is where it will be created), and that folder.
+fn filesystem_size(path: &Path) -> Option<(u64, PathBuf)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = if path.is_relative() {
+        std::env::current_dir().ok()?.join(path)
+    } else {
+        path.to_path_buf()
+    };
+    let on = path.ancestors().find(|p| p.exists())?.to_path_buf();
+    let c_path = std::ffi::CString::new(on.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs fills the zeroed struct it is given; the path is NUL-terminated.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    // The field types differ between targets (u32 on some 32-bit ones).
+    #[allow(clippy::unnecessary_cast)]
+    let size = (st.f_blocks as u64).saturating_mul(st.f_frsize as u64);
+    Some((size, on))
+}
+
 fn open_to_others(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
@@ -1519,6 +1681,11 @@ impl OutputConfig {
             }
         };
         Ok(OutputSettings {
+            // As `Config::output_names`: the label of this output's metrics.
+            name: self.name.as_ref().map_or_else(
+                || self.kind.get_ref().name().to_string(),
+                |n| n.get_ref().clone(),
+            ),
             destination,
             concurrency: self.concurrency,
             timeout: Duration::from_secs(self.timeout_secs),

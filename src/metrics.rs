@@ -40,6 +40,8 @@ pub struct Metrics {
     pub handshakes_refused: AtomicU64,
     /// Connections refused for a missing, malformed or late PROXY header.
     pub proxy_headers_refused: AtomicU64,
+    /// Connections to a PROXY listener from a peer outside its `proxy_from`.
+    pub proxy_peers_refused: AtomicU64,
     /// `accept` failures (out of descriptors, ...), each followed by a back-off.
     pub accept_errors: AtomicU64,
     /// Partial frames cut at `frame_timeout_secs` (their connections closed).
@@ -107,6 +109,15 @@ pub struct Metrics {
     /// Chunks left in place because they could not be read (permissions, I/O errors): their
     /// content may be intact, so they are not quarantined; fix the cause and restart.
     pub chunks_unreadable: AtomicU64,
+    /// Connections to the metrics endpoint closed by its cap: new ones when every slot was
+    /// answering, and idle ones closed to make room for a new one.
+    pub metrics_connections_refused: AtomicU64,
+    /// Metrics endpoint connections closed after idling (silent, slow header, kept alive).
+    pub metrics_connections_idle_closed: AtomicU64,
+    /// Metrics endpoint connections open now (a gauge; at most 32).
+    pub metrics_connections_active: AtomicU64,
+    /// Metrics endpoint requests answered 401 (no or a wrong bearer token).
+    pub metrics_requests_unauthorized: AtomicU64,
     /// Every listener is bound (set once, after start-up).
     pub listeners_bound: AtomicBool,
     /// Counters per listener, in configuration order.
@@ -156,7 +167,9 @@ pub struct OutputCounters {
 /// Labels of an HTTP answer.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ResponseKey {
-    pub output: &'static str,
+    /// The output's name (`[[output]] name`, else its type), as the other per-output
+    /// metrics label it.
+    pub output: String,
     pub route: String,
     pub status: u16,
     /// `x-ms-error-code`, or empty.
@@ -213,13 +226,13 @@ impl Metrics {
     /// Counts one HTTP answer (never its body).
     pub fn record_response(
         &self,
-        output: &'static str,
+        output: &str,
         route: &str,
         status: u16,
         error_code: Option<&str>,
     ) {
         let key = ResponseKey {
-            output,
+            output: output.to_string(),
             route: route.to_string(),
             status,
             error_code: error_code.unwrap_or_default().to_string(),
@@ -396,6 +409,12 @@ impl Metrics {
                 &self.proxy_headers_refused,
             ),
             (
+                "proxy_peers_refused",
+                C,
+                "Connections to a PROXY listener from a peer outside its proxy_from",
+                &self.proxy_peers_refused,
+            ),
+            (
                 "accept_errors",
                 C,
                 "accept failures (out of descriptors, ...), each followed by a back-off",
@@ -464,6 +483,12 @@ impl Metrics {
                 &self.rows_lost,
             ),
             (
+                "dead_letter_write_errors",
+                C,
+                "Failed writes to the dead-letter file (its rows stay in the buffer and are retried)",
+                &self.dead_letter_write_errors,
+            ),
+            (
                 "requests_delivered",
                 C,
                 "Requests the service accepted",
@@ -480,12 +505,6 @@ impl Metrics {
                 C,
                 "429/503 answers with Retry-After",
                 &self.requests_throttled,
-            ),
-            (
-                "dead_letter_write_errors",
-                C,
-                "Failed writes to the dead-letter file (its rows stay in the buffer and are retried)",
-                &self.dead_letter_write_errors,
             ),
             (
                 "requests_failed",
@@ -565,6 +584,30 @@ impl Metrics {
                 C,
                 "Spool chunks left in place because they could not be read (permissions, I/O errors)",
                 &self.chunks_unreadable,
+            ),
+            (
+                "metrics_connections_refused",
+                C,
+                "Metrics endpoint connections closed by its cap of 32 (new ones, or idle ones to make room)",
+                &self.metrics_connections_refused,
+            ),
+            (
+                "metrics_connections_idle_closed",
+                C,
+                "Metrics endpoint connections closed after idling (silent, slow header, kept alive)",
+                &self.metrics_connections_idle_closed,
+            ),
+            (
+                "metrics_connections_active",
+                G,
+                "Metrics endpoint connections open now",
+                &self.metrics_connections_active,
+            ),
+            (
+                "metrics_requests_unauthorized",
+                C,
+                "Metrics endpoint requests answered 401 (no or a wrong bearer token)",
+                &self.metrics_requests_unauthorized,
             ),
             (
                 "problems_total",

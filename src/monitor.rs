@@ -1,33 +1,31 @@
 //! Monitor: what an operator watches while `run` runs. `[metrics] address` serves
 //! `/metrics` (Prometheus text format, encoded by prometheus-client), `/health` (the process
 //! answers) and `/ready` (listeners bound, no output stopped or full); every
-//! `[metrics] summary_interval_secs` one line at info level says what moved.
+//! `[metrics] summary_interval_secs` one line at info level says what moved. The HTTP
+//! server, its connection cap, timeouts and bearer token, is in [`endpoint`] (re-exported
+//! here).
 //!
 //! Everything is read from [`Metrics`] when asked: the pipeline only bumps atomics, and the
 //! cost of a scrape is paid by the scrape.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::MemoryBudget;
 use crate::listen::FrameBatch;
 use crate::metrics::{Kind, Metrics};
 use crate::record::ProblemKind;
+
+mod endpoint;
+pub use endpoint::{Access, HEADER_READ_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, serve};
 
 /// What the monitor reads: the counters, the memory budget and the decode queue.
 #[derive(Debug, Clone)]
@@ -56,6 +54,14 @@ impl Monitor {
         }
         if Metrics::get(&self.metrics.spool_full_now) > 0 {
             reasons.push("the spool is full: input is held back".to_string());
+        }
+        // A full disk is not a full spool: the writes fail and are retried, and meanwhile
+        // no row is accepted, so a load balancer must send elsewhere.
+        if Metrics::get(&self.metrics.spool_write_failing) > 0 {
+            reasons.push(
+                "the spool cannot write chunks (disk full or I/O errors; see the log): input is held back"
+                    .to_string(),
+            );
         }
         if self.budget.is_full() {
             reasons.push("the memory budget is used up: input is held back".to_string());
@@ -301,65 +307,6 @@ impl Collector for Exporter {
     }
 }
 
-/// Serves `/metrics`, `/health` and `/ready` until `shutdown`.
-pub async fn serve(listener: TcpListener, monitor: Arc<Monitor>, shutdown: CancellationToken) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.cancelled() => break,
-        };
-        let Ok((stream, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let monitor = monitor.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |req| {
-                let monitor = monitor.clone();
-                async move { Ok::<_, Infallible>(answer(&monitor, &req)) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-        while connections.try_join_next().is_some() {}
-    }
-    connections.abort_all();
-}
-
-fn answer(monitor: &Monitor, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let reply = |status: StatusCode, content_type: &str, body: String| {
-        Response::builder()
-            .status(status)
-            .header("Content-Type", content_type)
-            .body(Full::new(Bytes::from(body)))
-            .expect("a valid response")
-    };
-    const TEXT: &str = "text/plain; charset=utf-8";
-    match req.uri().path() {
-        "/metrics" => reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            monitor.prometheus(),
-        ),
-        "/health" => reply(StatusCode::OK, TEXT, "ok\n".into()),
-        "/ready" => match monitor.ready() {
-            Ok(()) => reply(StatusCode::OK, TEXT, "ready\n".into()),
-            Err(reasons) => reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                TEXT,
-                format!("not ready: {}\n", reasons.join("; ")),
-            ),
-        },
-        _ => reply(
-            StatusCode::NOT_FOUND,
-            TEXT,
-            "not found: try /metrics, /health or /ready\n".into(),
-        ),
-    }
-}
-
 /// Logs one line every `interval` until `shutdown`: rates since the last line, what waits,
 /// and what went wrong.
 pub async fn summarise(monitor: Arc<Monitor>, interval: Duration, shutdown: CancellationToken) {
@@ -513,6 +460,23 @@ mod tests {
         let reasons = m.ready().unwrap_err();
         assert_eq!(reasons.len(), 2, "{reasons:?}");
         assert!(reasons[0].contains("Custom-X"));
+    }
+
+    #[test]
+    fn a_spool_that_cannot_write_is_not_ready() {
+        let m = monitor();
+        m.metrics
+            .listeners_bound
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        m.metrics
+            .spool_write_failing
+            .store(1, std::sync::atomic::Ordering::Relaxed);
+        let reasons = m.ready().unwrap_err();
+        assert!(reasons[0].contains("cannot write"), "{reasons:?}");
+        m.metrics
+            .spool_write_failing
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(m.ready(), Ok(()));
     }
 
     #[test]

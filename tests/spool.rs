@@ -471,3 +471,254 @@ fn spool_drain_delivers_what_a_killed_run_left() {
     assert_eq!(delivered(&emu).len(), 2_000);
     assert_eq!(spooled_rows(spool.path()).0, 0);
 }
+
+/// Runs `cefgate ARGS` to its end (at most 60 s: a process still running then is killed and
+/// the test fails): its exit status and stderr.
+fn run_to_exit(args: &[&std::ffi::OsStr]) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cefgate"))
+        .args(args)
+        .env("CEFGATE_CLIENT_SECRET", "emulator-client-secret")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cefgate {args:?} was still running after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    std::ffi::OsStr::new(s)
+}
+
+/// The chunk files of a spool folder, in order.
+fn chunk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut chunks: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "chunk"))
+        .collect();
+    chunks.sort();
+    chunks
+}
+
+/// Two instances on one spool numbered their chunks alike and replaced each other's
+/// (4,859 of 10,000 rows lost). The second one now fails to start, and so does a drain.
+#[test]
+fn a_second_instance_on_the_same_spool_is_refused_and_the_first_keeps_every_row() {
+    let port = free_port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let spool = tempfile::tempdir().unwrap();
+    let mut first = gate(&endpoint, spool.path(), "");
+    send(&first, 0, 10_000);
+    wait_for("10,000 rows in the spool", LONG, || {
+        (spooled_rows(spool.path()).1 == 10_000).then_some(())
+    });
+    let config = first.dir.path().join("cefgate.toml");
+    let in_use = format!(
+        "spool {} is in use by another cefgate (pid {})",
+        spool.path().display(),
+        first.pid()
+    );
+    let (status, stderr) = run_to_exit(&[os("run"), os("--config"), config.as_os_str()]);
+    assert!(!status.success(), "the second instance ran:\n{stderr}");
+    assert!(stderr.contains(&in_use), "{stderr}");
+    assert!(!stderr.contains(" ready"), "{stderr}");
+    let (status, stderr) = run_to_exit(&[
+        os("spool"),
+        os("drain"),
+        os("--timeout-secs"),
+        os("5"),
+        os("--config"),
+        config.as_os_str(),
+    ]);
+    assert!(!status.success(), "the drain ran:\n{stderr}");
+    assert!(stderr.contains(&in_use), "{stderr}");
+
+    let emu = Emulator::start_at(&format!("127.0.0.1:{port}"), &[]);
+    let got = wait_delivered(&[&emu], 10_000);
+    assert!(
+        (0..10_000).all(|n| got.contains(&n)),
+        "every row, by number"
+    );
+    let c = first.stop();
+    assert_eq!(c.get("rows_delivered"), 10_000);
+    assert_eq!(c.get("rows_lost"), 0);
+}
+
+/// A stray `ffffffffffffffff.chunk` made the counter wrap, and new chunks replaced
+/// undelivered ones (3,000 of 20,000 lost, "0 damaged").
+#[test]
+fn a_stray_last_numbered_chunk_does_not_make_new_chunks_replace_undelivered_ones() {
+    let (port, endpoint, spool) = spool_left_by_a_killed_run(10_000);
+    let stray = spool.path().join("ffffffffffffffff.chunk");
+    std::fs::copy(&chunk_files(spool.path())[0], &stray).unwrap();
+    // Still no endpoint: 10,000 more rows join the 10,000 waiting.
+    let mut second = gate(&endpoint, spool.path(), "");
+    send(&second, 10_000, 10_000);
+    wait_for("20,000 rows in the spool", LONG, || {
+        (spooled_rows(spool.path()).1 == 20_000).then_some(())
+    });
+    let c = second.stop();
+    assert_eq!(c.get("chunks_quarantined"), 1, "the stray");
+
+    let emu = Emulator::start_at(&format!("127.0.0.1:{port}"), &[]);
+    let mut third = gate(&endpoint, spool.path(), "");
+    let got = wait_delivered(&[&emu], 20_000);
+    assert!(
+        (0..20_000).all(|n| got.contains(&n)),
+        "every row, by number"
+    );
+    let c = third.stop();
+    assert_eq!(c.get("rows_delivered"), 20_000, "each row once");
+    assert!(
+        spool
+            .path()
+            .join("quarantine/ffffffffffffffff.chunk")
+            .exists()
+    );
+}
+
+/// The header was outside the checksum: a flipped `table` sent 1,000 CEF rows to the
+/// Syslog stream.
+#[test]
+fn a_flipped_table_in_a_chunk_header_is_quarantined_not_sent_to_another_stream() {
+    let (port, endpoint, spool) = spool_left_by_a_killed_run(5_000);
+    let victim = chunk_files(spool.path())[0].clone();
+    let data = std::fs::read(&victim).unwrap();
+    let nl = data.iter().position(|b| *b == b'\n').unwrap();
+    let header = std::str::from_utf8(&data[..nl]).unwrap();
+    let lost = serde_json::from_str::<serde_json::Value>(header).unwrap()["rows"]
+        .as_u64()
+        .unwrap();
+    let flipped = header.replacen("\"table\":\"CommonSecurityLog\"", "\"table\":\"Syslog\"", 1);
+    assert_ne!(flipped, header);
+    std::fs::write(&victim, [flipped.as_bytes(), &data[nl..]].concat()).unwrap();
+
+    let emu = Emulator::start_at(&format!("127.0.0.1:{port}"), &[]);
+    let mut second = gate(&endpoint, spool.path(), "");
+    let got = wait_delivered(&[&emu], 5_000 - lost as usize);
+    let c = second.stop();
+    assert_eq!(got.len(), 5_000 - lost as usize);
+    assert_eq!(c.get("chunks_quarantined"), 1);
+    assert_eq!(
+        c.get("rows_delivered"),
+        5_000 - lost,
+        "none to another stream"
+    );
+    assert!(emu.rows("Custom-CefGate_Syslog").is_empty());
+    assert!(
+        spool
+            .path()
+            .join("quarantine")
+            .join(victim.file_name().unwrap())
+            .exists()
+    );
+}
+
+/// At start every `*.chunk` was read whole: a 1 GiB stray took RSS to 1 GB, and
+/// `zzzz.chunk` was reported at every shutdown as "kept for delivery".
+#[test]
+fn a_huge_stray_file_is_not_read_into_memory_nor_reported_as_kept_for_delivery() {
+    let emu = Emulator::start(&[]);
+    let spool = tempfile::tempdir().unwrap();
+    for name in ["zzzz.chunk", "0000000000000000.chunk"] {
+        let f = std::fs::File::create(spool.path().join(name)).unwrap();
+        f.set_len(1 << 30).unwrap(); // sparse: 1 GiB that takes no disk
+    }
+    let mut gate = gate(&emu.url, spool.path(), "");
+    let rss = peak_rss(gate.pid());
+    assert!(rss < 100 << 20, "peak RSS {rss} bytes after start");
+    send(&gate, 0, 1_000);
+    let got = wait_delivered(&[&emu], 1_000);
+    assert_eq!(got.len(), 1_000);
+    let c = gate.stop();
+    assert_eq!(c.get("chunks_quarantined"), 2);
+    let log = gate.stderr();
+    assert_eq!(log.matches("zzzz.chunk is not a chunk").count(), 1, "{log}");
+    assert!(!log.contains("kept for delivery"), "{log}");
+    assert!(spool.path().join("quarantine/zzzz.chunk").exists());
+}
+
+/// `/ready` stayed 200 through a 12-minute disk-full stall with 0 rows accepted.
+#[test]
+fn ready_is_503_while_the_spool_cannot_write_and_200_once_it_can() {
+    let emu = Emulator::start(&[]);
+    let spool = tempfile::tempdir().unwrap();
+    let mut gate = gate(
+        &emu.url,
+        spool.path(),
+        "\n[metrics]\naddress = \"127.0.0.1:0\"",
+    );
+    let metrics = gate.metrics.unwrap();
+    assert_eq!(common::http_get(metrics, "/ready").0, 200);
+    // The first chunk's temporary name is taken by a folder: every write fails, as when
+    // the disk is full.
+    let blocker = spool.path().join("0000000000000000.tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    send(&gate, 0, 100);
+    let body = wait_for("/ready to say 503", LONG, || {
+        let (status, body) = common::http_get(metrics, "/ready");
+        (status == 503).then_some(body)
+    });
+    assert!(body.contains("the spool cannot write chunks"), "{body}");
+    std::fs::remove_dir(&blocker).unwrap();
+    wait_for("/ready to say 200 again", LONG, || {
+        (common::http_get(metrics, "/ready").0 == 200).then_some(())
+    });
+    let got = wait_delivered(&[&emu], 100);
+    assert_eq!(got.len(), 100);
+    let c = gate.stop();
+    assert!(c.get("spool_write_errors") >= 1);
+}
+
+/// `check` did not warn when `[spool] max_bytes` (default 10 GiB) is larger than the
+/// filesystem.
+#[test]
+fn check_warns_when_spool_max_bytes_is_larger_than_its_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |max_bytes: u64| {
+        let config = dir.path().join("cefgate.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n\n[output]\ntype = \"stdout\"\n\n[spool]\npath = \"{}\"\nmax_bytes = {max_bytes}\n",
+                dir.path().join("spool").display()
+            ),
+        )
+        .unwrap();
+        let (status, stderr) = run_to_exit(&[os("check"), config.as_os_str()]);
+        assert!(status.success(), "a warning, not an error: {stderr}");
+        stderr
+    };
+    // 1 PiB, the largest max_bytes accepted: more than this machine's disk.
+    let stderr = check(1 << 50);
+    assert!(
+        stderr.contains(&format!(
+            "warning: [spool] max_bytes ({} bytes) is more than the whole filesystem holding {}",
+            1u64 << 50,
+            dir.path().join("spool").display()
+        )),
+        "{stderr}"
+    );
+    assert!(!check(1 << 20).contains("max_bytes"));
+}
