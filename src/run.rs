@@ -184,6 +184,7 @@ pub fn run(
         runtime.spawn(monitor::serve(
             listener,
             monitor.clone(),
+            monitor::Access::from_token(resolved.metrics_bearer_token.as_ref()),
             monitor_stop.clone(),
         ));
     }
@@ -203,11 +204,12 @@ pub fn run(
         metrics: metrics.clone(),
         shutdown: CancellationToken::new(),
         running: Vec::new(),
+        retired: Vec::new(),
         udp_addresses: Arc::default(),
     };
     let served = runtime.block_on(async {
         for settings in &resolved.listeners {
-            match listeners.start(settings, fingerprint(settings)).await {
+            match listeners.start(settings, fingerprint(settings), None).await {
                 Ok(l) => listeners.running.push(l),
                 Err(e) => {
                     // The listeners already started hold the queue open: stop them, or the
@@ -232,6 +234,7 @@ pub fn run(
         ));
         let mut reload = Reload {
             source,
+            secrets: secrets_of(&config),
             config,
             resolved: resolved.clone(),
         };
@@ -425,12 +428,28 @@ impl Outputs {
 
 /// One listener task and what identifies its settings.
 struct RunningListener {
-    /// Protocol, address and every setting (with the TLS files' contents): a reload keeps
-    /// a listener whose fingerprint did not change.
+    /// Its settings (with the TLS files' contents): a reload keeps a listener whose
+    /// fingerprint did not change.
     fingerprint: String,
+    protocol: Protocol,
+    /// The configured address (`127.0.0.1:0` stays that, whatever port it got).
+    address: SocketAddr,
+    /// Ends the listener and its connections.
     stop: CancellationToken,
+    /// Ends only the taking of new connections (a child of `stop`).
+    accepting: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     udp_address: Option<SocketAddr>,
+    /// A second handle on the bound socket, for the settings that replace these: a reload
+    /// hands the same socket on, so nothing queued in the kernel is lost and no port is
+    /// given up.
+    socket: BoundSocket,
+}
+
+/// A bound socket, as handed from a listener to the one a reload puts in its place.
+enum BoundSocket {
+    Udp(std::net::UdpSocket),
+    Tcp(std::net::TcpListener),
 }
 
 /// The listeners that run, and what a new one needs.
@@ -441,14 +460,18 @@ struct Listeners {
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     running: Vec<RunningListener>,
+    /// Listeners a reload replaced that still read the connections they had.
+    retired: Vec<tokio::task::JoinHandle<()>>,
     udp_addresses: Arc<std::sync::Mutex<Vec<SocketAddr>>>,
 }
 
 impl Listeners {
+    /// Starts a listener: on `socket` when a reload hands one on, else on a new bind.
     async fn start(
         &self,
         settings: &ListenerSettings,
         fingerprint: String,
+        socket: Option<BoundSocket>,
     ) -> Result<RunningListener, RunError> {
         let l = Arc::new(settings.clone());
         let (protocol, address) = (l.protocol, l.address);
@@ -459,6 +482,7 @@ impl Listeners {
             source,
         };
         let stop = self.shutdown.child_token();
+        let accepting = stop.child_token();
         let context = |local: SocketAddr| ListenerContext {
             queue: self
                 .frames
@@ -470,31 +494,72 @@ impl Listeners {
             shutdown: stop.clone(),
             budget: self.budget.clone(),
         };
-        let (task, udp_address) = match protocol {
-            Protocol::Udp => {
-                let socket = listen::udp::bind(&l, address).map_err(bind_error)?;
+        let handed_on = socket.is_some();
+        let (task, udp_address, kept) = match (protocol, socket) {
+            (Protocol::Udp, socket) => {
+                let socket = match socket {
+                    Some(BoundSocket::Udp(s)) => {
+                        listen::udp::configure_buffer(&s, &l);
+                        s
+                    }
+                    _ => listen::udp::bind(&l, address).map_err(bind_error)?,
+                };
                 let local = socket.local_addr().map_err(bind_error)?;
-                tracing::info!("listening on udp {local}");
-                self.udp_addresses.lock().expect("lock").push(local);
+                let kept = socket.try_clone().map_err(bind_error)?;
+                if handed_on {
+                    tracing::info!("udp {local}: new settings in force");
+                } else {
+                    tracing::info!("listening on udp {local}");
+                    self.udp_addresses.lock().expect("lock").push(local);
+                }
                 let ctx = context(local);
                 (
                     tokio::spawn(listen::udp::serve(socket, l, ctx)),
                     Some(local),
+                    BoundSocket::Udp(kept),
                 )
             }
-            Protocol::Tcp | Protocol::Tls => {
-                let listener = TcpListener::bind(address).await.map_err(bind_error)?;
+            (Protocol::Tcp | Protocol::Tls, socket) => {
+                let listener = match socket {
+                    Some(BoundSocket::Tcp(s)) => {
+                        TcpListener::from_std(s.try_clone().map_err(bind_error)?)
+                            .map_err(bind_error)?
+                    }
+                    _ => TcpListener::bind(address).await.map_err(bind_error)?,
+                };
                 let local = listener.local_addr().map_err(bind_error)?;
-                tracing::info!("listening on {protocol} {local}");
+                if handed_on {
+                    tracing::info!(
+                        "{protocol} {local}: new settings for new connections; open ones keep theirs"
+                    );
+                } else {
+                    tracing::info!("listening on {protocol} {local}");
+                }
+                let kept = std::os::fd::AsFd::as_fd(&listener)
+                    .try_clone_to_owned()
+                    .and_then(|fd| {
+                        let std: std::net::TcpListener = fd.into();
+                        std.set_nonblocking(true)?;
+                        Ok(std)
+                    })
+                    .map_err(bind_error)?;
                 let ctx = context(local);
-                (tokio::spawn(listen::tcp::serve(listener, l, ctx)), None)
+                (
+                    tokio::spawn(listen::tcp::serve(listener, l, ctx, accepting.clone())),
+                    None,
+                    BoundSocket::Tcp(kept),
+                )
             }
         };
         Ok(RunningListener {
             fingerprint,
+            protocol,
+            address,
             stop,
+            accepting,
             task,
             udp_address,
+            socket: kept,
         })
     }
 
@@ -507,10 +572,76 @@ impl Listeners {
         }
     }
 
+    /// Replaces listener `old` by one with new `settings` on the same socket. A UDP reader
+    /// stops first (it hands on its batch; datagrams wait in the kernel meanwhile). A TCP or
+    /// TLS listener stops accepting; its open connections go on being read, with the
+    /// settings they started with, until they end or the service stops.
+    async fn replace(
+        &mut self,
+        old: RunningListener,
+        settings: &ListenerSettings,
+        fingerprint: String,
+    ) -> Result<RunningListener, RunError> {
+        let socket = match &old.socket {
+            BoundSocket::Udp(s) => s.try_clone().map(BoundSocket::Udp),
+            BoundSocket::Tcp(s) => s.try_clone().map(BoundSocket::Tcp),
+        };
+        let socket = match socket {
+            Ok(s) => s,
+            Err(source) => {
+                let e = RunError::Bind {
+                    protocol: old.protocol,
+                    address: old.address.to_string(),
+                    hint: "",
+                    source,
+                };
+                self.stop(old).await;
+                return Err(e);
+            }
+        };
+        let RunningListener {
+            protocol,
+            stop,
+            accepting,
+            mut task,
+            udp_address,
+            ..
+        } = old;
+        if protocol == Protocol::Udp {
+            stop.cancel();
+            let _ = (&mut task).await;
+        } else {
+            accepting.cancel();
+        }
+        match self.start(settings, fingerprint, Some(socket)).await {
+            Ok(new) => {
+                if protocol != Protocol::Udp {
+                    self.retired.retain(|t| !t.is_finished());
+                    self.retired.push(task);
+                }
+                Ok(new)
+            }
+            Err(e) => {
+                // The old settings cannot take their connections back: stop them cleanly.
+                if let Some(a) = udp_address {
+                    self.udp_addresses.lock().expect("lock").retain(|x| *x != a);
+                }
+                stop.cancel();
+                if !task.is_finished() {
+                    let _ = task.await;
+                }
+                Err(e)
+            }
+        }
+    }
+
     async fn stop_all(&mut self) {
         self.shutdown.cancel();
         for l in std::mem::take(&mut self.running) {
             let _ = l.task.await;
+        }
+        for task in std::mem::take(&mut self.retired) {
+            let _ = task.await;
         }
         self.frames = None;
     }
@@ -556,6 +687,37 @@ struct Reload {
     source: Option<PathBuf>,
     config: Config,
     resolved: Resolved,
+    /// A digest of each output's secret files as last read, by output name: a rotated
+    /// secret (same path, new contents) is a change, which rebuilds that output.
+    secrets: Vec<(String, u64)>,
+}
+
+/// A digest of the files an output reads secrets from (client secret, shared key, client
+/// certificate and key). Only compared, never shown or logged.
+fn secret_files_digest(output: &crate::config::OutputConfig) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for file in [
+        &output.client_secret_file,
+        &output.shared_key_file,
+        &output.client_certificate_file,
+        &output.client_key_file,
+    ] {
+        match file.as_ref().map(|f| std::fs::read(f.get_ref())) {
+            Some(Ok(bytes)) => hasher.update(&bytes),
+            Some(Err(_)) => hasher.update(b"\0unreadable"),
+            None => hasher.update(b"\0none"),
+        }
+    }
+    hasher.digest()
+}
+
+fn secrets_of(config: &Config) -> Vec<(String, u64)> {
+    config
+        .output_names()
+        .into_iter()
+        .zip(&config.output)
+        .map(|(name, o)| (name, secret_files_digest(o.get_ref())))
+        .collect()
 }
 
 impl Reload {
@@ -599,26 +761,48 @@ impl Reload {
                 later.join(", ")
             );
         }
-        // Listeners: keep the unchanged, stop the rest first (a recreated one may want
-        // the same address), then start the new.
+        // Listeners: keep the unchanged; one on the same protocol and address with other
+        // settings hands its socket to its successor (open connections go on); stop the
+        // rest first (a recreated one may want the same address), then start the new.
         let wanted: Vec<(String, &ListenerSettings)> = resolved
             .listeners
             .iter()
             .map(|l| (fingerprint(l), l))
             .collect();
-        let (keep, gone): (Vec<_>, Vec<_>) = std::mem::take(&mut listeners.running)
+        let (keep, mut gone): (Vec<_>, Vec<_>) = std::mem::take(&mut listeners.running)
             .into_iter()
             .partition(|r| wanted.iter().any(|(f, _)| *f == r.fingerprint));
+        listeners.running = keep;
+        let mut failed = false;
+        let mut handovers = Vec::new();
+        for (f, settings) in &wanted {
+            if listeners.running.iter().any(|r| r.fingerprint == *f) {
+                continue;
+            }
+            if let Some(i) = gone
+                .iter()
+                .position(|r| r.protocol == settings.protocol && r.address == settings.address)
+            {
+                handovers.push((gone.remove(i), f.clone(), *settings));
+            }
+        }
         for l in gone {
             listeners.stop(l).await;
         }
-        listeners.running = keep;
-        let mut failed = false;
+        for (old, f, settings) in handovers {
+            match listeners.replace(old, settings, f).await {
+                Ok(l) => listeners.running.push(l),
+                Err(e) => {
+                    failed = true;
+                    tracing::error!("SIGHUP: {e}");
+                }
+            }
+        }
         for (f, settings) in wanted {
             if listeners.running.iter().any(|r| r.fingerprint == f) {
                 continue;
             }
-            match listeners.start(settings, f).await {
+            match listeners.start(settings, f, None).await {
                 Ok(l) => listeners.running.push(l),
                 Err(e) => {
                     failed = true;
@@ -657,7 +841,15 @@ impl Reload {
                     .position(|n| *n == plan.name)
                     .unwrap_or(usize::MAX),
             );
-            let changed = before.is_none_or(|b| *b != config.output[i]);
+            let rotated = self
+                .secrets
+                .iter()
+                .find(|(n, _)| *n == plan.name)
+                .is_none_or(|(_, d)| *d != secret_files_digest(config.output[i].get_ref()));
+            if rotated && before.is_some_and(|b| *b == config.output[i]) {
+                tracing::info!("SIGHUP: output {}: a secret file changed", plan.name);
+            }
+            let changed = rotated || before.is_none_or(|b| *b != config.output[i]);
             let file_output = matches!(plan.settings.destination, sink::Destination::File(_));
             if changed || file_output {
                 match output.start(&plan.settings) {
@@ -681,6 +873,7 @@ impl Reload {
             },
             listeners.running.len()
         );
+        self.secrets = secrets_of(&config);
         self.config = config;
         self.resolved = resolved;
     }

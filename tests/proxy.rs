@@ -93,3 +93,66 @@ fn haproxy_spreads_senders_over_two_instances_and_each_row_names_the_sender() {
     assert_eq!(ca.get("proxy_headers_refused"), 1);
     assert!(a.rows().iter().all(|r| r["SyslogMessage"] != "sneaky"));
 }
+
+/// Only the balancers in `proxy_from` may name the sender. A host that connects directly
+/// and claims an allowed address in a PROXY header is refused, by its real address, however
+/// many connections it opens; the balancer's headers are believed.
+#[test]
+fn proxy_headers_are_believed_only_from_proxy_from() {
+    use std::io::Read;
+    let mut gate = Cefgate::start(
+        "[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\nproxy_protocol = true\nproxy_from = [\"127.0.0.3\"]\nallow = [\"10.9.0.0/16\"]\nmax_connections_per_source = 4\n",
+    );
+    let address = gate.tcp.unwrap();
+    let header = |i: usize| format!("PROXY TCP4 10.9.1.{} 127.0.0.1 5000 514\r\n", i % 250 + 1);
+    for i in 0..100 {
+        let mut s = connect_from("127.0.0.2", address);
+        let _ = write!(s, "{}<13>host app: spoof-{i}\n", header(i));
+        // Refused: the connection is closed without a byte read back.
+        let mut byte = [0u8; 1];
+        s.set_read_timeout(Some(DEADLINE)).unwrap();
+        assert!(matches!(s.read(&mut byte), Ok(0) | Err(_)));
+    }
+    let mut balancer = connect_from("127.0.0.3", address);
+    write!(balancer, "{}<13>host app: real-0\n", header(0)).unwrap();
+    drop(balancer);
+    let rows = gate.wait_rows(1);
+    assert_eq!(rows[0]["SyslogMessage"], "real-0");
+    assert_eq!(rows[0]["HostIP"], "10.9.1.1");
+    let c = gate.stop();
+    assert_eq!(c.get("proxy_peers_refused"), 100);
+    assert_eq!(c.get("connections_accepted"), 1);
+    assert!(gate.rows().iter().all(|r| r["SyslogMessage"] != "spoof-0"));
+    assert!(
+        gate.stderr().contains("refused 127.0.0.2:"),
+        "judged by its real address"
+    );
+}
+
+/// `check` warns about a PROXY listener that believes every peer.
+#[test]
+fn check_warns_when_a_proxy_listener_has_no_proxy_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.toml");
+    std::fs::write(&path, format!("{PROXIED}\n[output]\ntype = \"stdout\"\n")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cefgate"))
+        .args(["check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(":4:18: warning: this listener believes a PROXY header from any peer"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &path,
+        format!("{PROXIED}proxy_from = [\"10.0.0.0/8\"]\n\n[output]\ntype = \"stdout\"\n"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cefgate"))
+        .args(["check", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8(out.stderr).unwrap().contains("warning"));
+}

@@ -66,6 +66,10 @@ pub struct ListenerSettings {
     /// TCP/TLS: a PROXY header (v1 or v2) comes first and names the sender, whose address
     /// is then used for `HostIP`, the allowlist and the per-source limit.
     pub proxy_protocol: bool,
+    /// TCP/TLS with `proxy_protocol`: the balancers allowed to send PROXY headers (as
+    /// nginx's `set_real_ip_from`); a connection from any other address is refused. Empty:
+    /// every peer is believed (`check` warns).
+    pub proxy_from: Vec<IpNet>,
     /// TCP/TLS: a connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
     /// TCP/TLS: keepalive probes after this much idle time.

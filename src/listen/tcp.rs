@@ -93,7 +93,18 @@ struct Admission {
 /// slot), then `max_connections`. When the process runs out of descriptors, accepting backs
 /// off (10 ms doubling to 1 s) instead of spinning; the kernel queues (and then refuses)
 /// connections meanwhile.
-pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: ListenerContext) {
+///
+/// `accepting` ends the taking of new connections only: the connections already open keep
+/// being read until they end or `ctx.shutdown` fires. A reload that changes a listener's
+/// settings (a renewed certificate, a new timeout) uses that: the old accept loop stops, a
+/// new one with the new settings takes over the same socket, and established sessions go
+/// on with the settings they started with.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<ListenerSettings>,
+    ctx: ListenerContext,
+    accepting: tokio_util::sync::CancellationToken,
+) {
     let admission = Arc::new(Admission {
         slots: Arc::new(Semaphore::new(config.max_connections)),
         handshakes: Arc::new(Semaphore::new(config.max_handshakes)),
@@ -106,6 +117,7 @@ pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: Li
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
+            _ = accepting.cancelled() => break,
             _ = ctx.shutdown.cancelled() => break,
         };
         let (stream, peer) = match accepted {
@@ -134,12 +146,29 @@ pub async fn serve(listener: TcpListener, config: Arc<ListenerSettings>, ctx: Li
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
+                    _ = accepting.cancelled() => break,
                     _ = ctx.shutdown.cancelled() => break,
                 }
                 continue;
             }
         };
         let config = &admission.config;
+        if config.proxy_protocol
+            && !config.proxy_from.is_empty()
+            && !in_ranges(&config.proxy_from, peer.ip())
+        {
+            // Only the balancers in `proxy_from` may say who the sender is; anyone else
+            // would pick its own address past the allowlist and the per-source limit.
+            Metrics::add(&ctx.metrics.proxy_peers_refused, 1);
+            refuse(
+                &ctx,
+                peer,
+                format_args!(
+                    "not in proxy_from: only the balancers listed there may send PROXY headers"
+                ),
+            );
+            continue;
+        }
         let pending = if config.proxy_protocol || config.tls.is_some() {
             match admission.handshakes.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
@@ -229,6 +258,12 @@ impl Admission {
         read_stream(stream, sender, config, ctx).await;
         drop((slot, source));
     }
+}
+
+/// True when `ip` (an IPv4-mapped IPv6 address counts as IPv4) is in one of `ranges`.
+fn in_ranges(ranges: &[ipnet::IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    ranges.iter().any(|net| net.contains(&ip))
 }
 
 const EMFILE: i32 = 24;

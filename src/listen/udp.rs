@@ -66,6 +66,21 @@ pub fn bind(config: &ListenerSettings, address: SocketAddr) -> io::Result<UdpSoc
     Ok(socket.into())
 }
 
+/// Applies `receive_buffer_bytes` to a socket already bound (a reload handed it on with
+/// new settings); datagrams it holds stay queued.
+pub fn configure_buffer(socket: &UdpSocket, config: &ListenerSettings) {
+    let socket = socket2::SockRef::from(socket);
+    if socket.recv_buffer_size().unwrap_or(0) / 2 == config.receive_buffer_bytes {
+        return;
+    }
+    if let Err(e) = socket.set_recv_buffer_size(config.receive_buffer_bytes) {
+        tracing::warn!("udp: cannot set the receive buffer: {e}");
+    }
+    if socket.recv_buffer_size().unwrap_or(0) / 2 < config.receive_buffer_bytes {
+        force_receive_buffer(&socket, config);
+    }
+}
+
 /// `SO_RCVBUFFORCE`: the configured size even above `net.core.rmem_max`, which a process
 /// with `CAP_NET_ADMIN` (root, or the capability in the service unit) may set.
 fn force_receive_buffer(socket: &Socket, config: &ListenerSettings) -> bool {
