@@ -68,8 +68,17 @@ pub fn convert_stream<R: BufRead, W: Write>(
                         peer: None,
                         truncated: false,
                     };
+                    // A NUL ends a frame as it does on a TCP stream (see `frames_of`);
+                    // blocks without one, nearly all, take the direct path.
+                    let has_nul = memchr::memchr(0, &block).is_some();
                     for line in lines_with_ends(&block) {
-                        convert_line(builder, settings, &rx, line, &mut out, &mut part);
+                        if has_nul && memchr::memchr(0, line).is_some() {
+                            for frame in frames_of(line) {
+                                convert_line(builder, settings, &rx, frame, &mut out, &mut part);
+                            }
+                        } else {
+                            convert_line(builder, settings, &rx, line, &mut out, &mut part);
+                        }
                     }
                     if done_tx.send((seq, out, part)).is_err() {
                         return;
@@ -185,6 +194,22 @@ fn lines_with_ends(block: &[u8]) -> impl Iterator<Item = &[u8]> {
         })
 }
 
+/// The frames of one line that holds a NUL, cut as TCP's newline framing cuts them: a NUL
+/// ends a frame like a line feed, and the NULs, CRs and LFs between frames are padding, not
+/// empty messages. So `convert` gives the rows a stream of the same bytes gives.
+fn frames_of(line: &[u8]) -> impl Iterator<Item = &[u8]> {
+    line.split(|b| *b == 0)
+        .map(crate::frame::trim_trailer)
+        .map(|f| {
+            let start = f
+                .iter()
+                .position(|b| !matches!(b, b'\n' | b'\r'))
+                .unwrap_or(f.len());
+            &f[start..]
+        })
+        .filter(|f| !f.is_empty())
+}
+
 /// Bytes per block handed to a converting thread.
 const BLOCK: usize = 1 << 20;
 
@@ -281,6 +306,38 @@ mod tests {
             let text = std::str::from_utf8(row).unwrap();
             assert!(text.contains(&format!("\"line-{i} ")), "row {i}: {text}");
         }
+    }
+
+    #[test]
+    fn a_nul_ends_a_frame_as_on_a_tcp_stream() {
+        let input =
+            b"<13>h a: one\0<13>h a: two\n<13>h a: three\0\0\r\n\0<13>h a: four\n<13>h a: five\n";
+        let (out, summary) = run(input);
+        let messages: Vec<String> = out
+            .split(|b| *b == b'\n')
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                let row: serde_json::Value = serde_json::from_slice(r).unwrap();
+                row["SyslogMessage"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(messages, ["one", "two", "three", "four", "five"]);
+        assert_eq!(summary.lines, 5);
+        // The same bytes through TCP's framing.
+        let mut framed = Vec::new();
+        let mut decoder = crate::frame::FrameDecoder::new(
+            crate::frame::Framing::Newline,
+            65536,
+            crate::frame::Oversize::Truncate,
+        );
+        decoder.decode(input, true, |m, _| {
+            framed.push(String::from_utf8_lossy(m).into_owned())
+        });
+        let framed: Vec<&str> = framed
+            .iter()
+            .map(|m| m.rsplit(": ").next().unwrap())
+            .collect();
+        assert_eq!(framed, messages);
     }
 
     #[test]
