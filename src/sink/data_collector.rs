@@ -26,6 +26,8 @@ pub const RENAMED_TIME_GENERATED: &str = "CefgateTimeGenerated";
 pub const MAX_VALUE_BYTES: usize = 32 * 1024;
 
 pub struct DataCollectorApi {
+    /// The output's name, the `output` label of `cefgate_http_responses_total`.
+    pub output: String,
     pub client: reqwest::Client,
     pub endpoint: String,
     pub signer: SharedKeySigner,
@@ -97,7 +99,7 @@ impl Output for DataCollectorApi {
             }
         };
         let status = response.status().as_u16();
-        super::request::count_response(&self.metrics, "data-collector", log_type, &response);
+        super::request::count_response(&self.metrics, &self.output, log_type, &response);
         if status == 200 || status == 202 || status == 204 {
             return Outcome::Delivered;
         }

@@ -16,6 +16,8 @@ use crate::metrics::Metrics;
 use crate::record::RECEIVED_TIME_COLUMN;
 
 pub struct LogsIngestionApi {
+    /// The output's name, the `output` label of `cefgate_http_responses_total`.
+    pub output: String,
     pub client: reqwest::Client,
     pub endpoint: String,
     pub dcr_id: String,
@@ -192,7 +194,7 @@ impl Output for LogsIngestionApi {
             }
         };
         let status = response.status().as_u16();
-        super::request::count_response(&self.metrics, "logs-ingestion", stream, &response);
+        super::request::count_response(&self.metrics, &self.output, stream, &response);
         if status == 204 || status == 200 {
             return Outcome::Delivered;
         }

@@ -88,6 +88,7 @@ pub fn build(
         Destination::LogsIngestion(li) => {
             let client = client()?;
             let api = LogsIngestionApi {
+                output: settings.name.clone(),
                 client: client.clone(),
                 endpoint: li.endpoint.clone(),
                 dcr_id: li.dcr_id.clone(),
@@ -115,6 +116,7 @@ pub fn build(
         }
         Destination::DataCollector(dc) => {
             let api = DataCollectorApi {
+                output: settings.name.clone(),
                 client: client()?,
                 endpoint: dc.endpoint.clone(),
                 signer: dc.signer.clone(),

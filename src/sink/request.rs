@@ -26,7 +26,7 @@ pub fn request_id() -> String {
 /// Counts `response` for `/metrics` by output, route, status and `x-ms-error-code`.
 pub fn count_response(
     metrics: &crate::metrics::Metrics,
-    output: &'static str,
+    output: &str,
     route: &str,
     response: &reqwest::Response,
 ) {

@@ -10,6 +10,8 @@ use crate::auth::Credential;
 /// One output.
 #[derive(Debug, Clone)]
 pub struct OutputSettings {
+    /// The output's name (`name`, else its type): the `output` label of its metrics.
+    pub name: String,
     pub destination: Destination,
     /// Requests in flight at once (Azure outputs; local outputs write one batch at a time).
     pub concurrency: usize,
