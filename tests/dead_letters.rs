@@ -493,3 +493,30 @@ fn a_file_left_by_an_interrupted_replay_is_listed_and_sent_by_the_next_replay() 
     assert!(!dlq_path.exists() || dead_lettered(&dlq_path).is_empty());
     drop(held);
 }
+
+/// Item 6: entries of a route the configuration turns off (an empty stream) are not sent,
+/// so they are kept, not counted as replayed and deleted.
+#[test]
+fn replay_keeps_entries_of_a_route_turned_off() {
+    let emu = Emulator::start(&[]);
+    let state = tempfile::tempdir().unwrap();
+    let dlq_path = state.path().join("dead-letters.ndjson");
+    let syslog = entry(1, "Syslog").replace(STREAM, "Custom-CefGate_Syslog");
+    std::fs::write(&dlq_path, entry(0, "CommonSecurityLog") + &syslog).unwrap();
+    let config = dlq_config(
+        state.path(),
+        &(output(&emu.url, &dlq_path) + "syslog_stream = \"\"\n"),
+    );
+    let (ok, replayed) = dlq(&["replay"], &config);
+    assert!(ok, "{replayed}");
+    assert!(
+        replayed.contains("replayed 1 row(s): 1 delivered, 0 dead-lettered again"),
+        "{replayed}"
+    );
+    assert!(
+        replayed.contains("kept 1 entry whose route this configuration turns off (line 2)"),
+        "{replayed}"
+    );
+    assert_eq!(std::fs::read_to_string(&dlq_path).unwrap(), syslog);
+    assert!(aside(&dlq_path).is_empty(), "{:?}", aside(&dlq_path));
+}
