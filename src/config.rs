@@ -1484,7 +1484,8 @@ fn filesystem_size(path: &Path) -> Option<(u64, PathBuf)> {
     // The field types differ between targets (u32 on some 32-bit ones).
     #[allow(clippy::unnecessary_cast)]
     let size = (st.f_blocks as u64).saturating_mul(st.f_frsize as u64);
-    Some((size, on))
+    // Pseudo filesystems (proc, some FUSE ones) report no size: nothing to compare.
+    (size > 0).then_some((size, on))
 }
 
 fn open_to_others(path: &Path) -> Option<u32> {
