@@ -105,6 +105,14 @@ impl Writer {
         }
     }
 
+    /// Shutdown: a spool write still failing at `deadline` gives its rows up (counted as
+    /// lost; see [`Spool::give_up_writes_at`]). Memory never fails to take a batch.
+    pub fn give_up_writes_at(&self, deadline: std::time::Instant) {
+        if let WriterKind::Spool { spool, .. } = &self.0 {
+            spool.give_up_writes_at(deadline);
+        }
+    }
+
     /// Shutdown has begun: stop waiting for space (see [`Spool::allow_overflow`]). Memory
     /// never waits.
     pub fn allow_overflow(&self) {

@@ -256,13 +256,18 @@ pub fn run(
         let _ = poller.await;
         Ok::<(), RunError>(())
     });
+    let shutdown_timeout = Duration::from_secs(shutdown_secs);
+    let deadline = Instant::now() + shutdown_timeout;
+    // The write to the buffer is what makes the rows safe, so it goes on to the deadline
+    // (the spool no longer waits for space now). Only a spool write the disk still refuses
+    // at the deadline gives its rows up, counted in rows_lost: the shutdown then ends in
+    // time instead of being killed with them uncounted.
+    for writer in &writers {
+        writer.give_up_writes_at(deadline);
+    }
     // The writers' last clones go with the workers: each output sees the end of its buffer.
     drop(writers);
     drop(listeners);
-    let shutdown_timeout = Duration::from_secs(shutdown_secs);
-    let deadline = Instant::now() + shutdown_timeout;
-    // Never bounded by the deadline: this is the write to the buffer (the spool never waits
-    // for space now), and what is not written here would be lost.
     let mut workers_failed = 0;
     for worker in worker_threads {
         if worker.join().is_err() {

@@ -68,3 +68,56 @@ fn a_last_line_without_a_line_feed_is_whole_when_the_sender_closes() {
     );
     assert_eq!(gate.stop().get("frames_cut_at_shutdown"), 0);
 }
+
+/// The spool's disk refuses every write and the output is down: SIGTERM still ends within
+/// `shutdown_timeout_secs` (it retried for ever, until the service manager's SIGKILL lost
+/// the rows uncounted), exits with an error, and `rows_lost` counts every row it could not
+/// save.
+#[test]
+fn sigterm_with_the_disk_refusing_and_the_output_down_ends_in_time_and_counts_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let config = format!(
+        "{TCP}\n[output]\ntype = \"logs-ingestion\"\nendpoint = \"http://127.0.0.1:1\"\nauthority_host = \"http://127.0.0.1:1\"\ndcr_id = \"dcr-00000000000000000000000000000000\"\ntenant_id = \"00000000-0000-0000-0000-000000000000\"\nclient_id = \"00000000-0000-0000-0000-000000000000\"\nclient_secret_env = \"CEFGATE_CLIENT_SECRET\"\n\n[batch]\nmax_age_ms = 20\n\n[pipeline]\nworkers = 1\nshutdown_timeout_secs = 3\n\n[spool]\npath = \"{}\"\n",
+        spool.display()
+    );
+    let out = dir.path().join("unused");
+    let mut gate = Cefgate::start_raw(
+        dir,
+        out,
+        &config,
+        &[("CEFGATE_CLIENT_SECRET", "not-used-anywhere")],
+    );
+    // Every chunk's temporary name is taken by a folder (made after the start, which would
+    // move them to quarantine): each write fails, as on a full disk.
+    for seq in 0..64u64 {
+        std::fs::create_dir(spool.join(format!("{seq:016x}.tmp"))).unwrap();
+    }
+    let mut s = TcpStream::connect(gate.tcp.unwrap()).unwrap();
+    for i in 0..1_000 {
+        writeln!(s, "<14>host app: lost-{i}").unwrap();
+    }
+    drop(s);
+    wait_for("the spool to refuse", DEADLINE, || {
+        gate.stderr()
+            .contains("spool: cannot write a chunk")
+            .then_some(())
+    });
+    let started = std::time::Instant::now();
+    let (status, c) = gate.stop_within(std::time::Duration::from_secs(20));
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    assert!(!status.success(), "rows were lost: the exit says so");
+    assert_eq!(c.get("rows_total"), 1_000);
+    assert_eq!(c.get("rows_lost"), 1_000, "{}", c.0);
+    let stderr = gate.stderr();
+    assert!(
+        stderr.contains("the shutdown deadline has passed, so its"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1000 row(s) could not be written anywhere"),
+        "{stderr}"
+    );
+}

@@ -132,6 +132,9 @@ struct Inner {
     closed: bool,
     /// Shutting down: what is still in memory goes to disk even past `max_bytes`.
     overflow: bool,
+    /// Shutting down: past this instant a chunk write that fails is not retried, and its
+    /// rows are counted lost (the disk refused them and the shutdown deadline has passed).
+    give_up_writes_at: Option<std::time::Instant>,
     /// When each chunk still on disk (waiting or being delivered) was written, in Unix ms,
     /// by sequence number: the first is the oldest.
     written: std::collections::BTreeMap<u64, u64>,
@@ -545,6 +548,7 @@ impl Spool {
                 bytes,
                 closed: false,
                 overflow: false,
+                give_up_writes_at: None,
                 written,
                 recent: VecDeque::new(),
                 recent_bytes: 0,
@@ -674,11 +678,28 @@ impl Spool {
                             .spool_write_failing
                             .fetch_add(1, Ordering::Relaxed);
                     }
+                    let give_up_at = self.inner.lock().expect("spool lock").give_up_writes_at;
+                    let now = std::time::Instant::now();
+                    if give_up_at.is_some_and(|at| now >= at) {
+                        self.metrics
+                            .spool_write_failing
+                            .fetch_sub(1, Ordering::Relaxed);
+                        Metrics::add(&self.metrics.rows_lost, batch.rows as u64);
+                        tracing::error!(
+                            "spool: cannot write a chunk to {}: {e}; the shutdown deadline has passed, so its {} {} row(s) are lost (free space on that disk, or raise shutdown_timeout_secs)",
+                            self.settings.path.display(),
+                            batch.rows,
+                            batch.table.name()
+                        );
+                        return;
+                    }
                     tracing::error!(
                         "spool: cannot write a chunk to {}: {e}; holding the rows and retrying in {delay:?}",
                         self.settings.path.display()
                     );
-                    std::thread::sleep(delay);
+                    let wait =
+                        give_up_at.map_or(delay, |at| delay.min(at.saturating_duration_since(now)));
+                    std::thread::sleep(wait);
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
             }
@@ -754,6 +775,14 @@ impl Spool {
     pub fn allow_overflow(&self) {
         self.inner.lock().expect("spool lock").overflow = true;
         self.space.notify_all();
+    }
+
+    /// At shutdown: a chunk that still cannot be written at `deadline` (a full disk, I/O
+    /// errors) is given up, its rows counted in `rows_lost` and named in the log, so that
+    /// the shutdown ends in `shutdown_timeout_secs` instead of retrying for ever (the
+    /// service manager's kill would then lose them uncounted).
+    pub fn give_up_writes_at(&self, deadline: std::time::Instant) {
+        self.inner.lock().expect("spool lock").give_up_writes_at = Some(deadline);
     }
 
     /// Says no more chunks will be appended (at shutdown); [`Spool::next`] then ends when

@@ -215,6 +215,20 @@ impl Cefgate {
         self.stderr.lock().unwrap().join("\n")
     }
 
+    /// Sends SIGTERM and waits up to `within` for the exit, whatever its status; returns
+    /// the status and the final counters.
+    pub fn stop_within(&mut self, within: Duration) -> (std::process::ExitStatus, Counters) {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        let status = wait_for("cefgate to exit", within, || child.try_wait().unwrap());
+        let counters = wait_for("the final counters", Duration::from_secs(5), || {
+            let text = self.stderr();
+            text.contains("cefgate_problems{kind=\"message-truncated\"}")
+                .then_some(text)
+        });
+        (status, Counters(counters))
+    }
+
     /// Sends SIGTERM and waits for a clean exit; returns the final counters.
     pub fn stop(&mut self) -> Counters {
         let mut child = self.child.take().expect("running");
