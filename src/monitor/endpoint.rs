@@ -15,9 +15,10 @@
 //!   hyper's `header_read_timeout` ([`HEADER_READ_TIMEOUT`]) does the same for a header.
 //!   A request head is at most [`MAX_HEAD_BYTES`].
 //! - **A descriptor reserve.** The cap is the reserve: the endpoint holds at most
-//!   `MAX_CONNECTIONS` descriptors (plus the listening socket and, for an instant, the one
-//!   being closed), however many clients connect, so the rest of `RLIMIT_NOFILE` stays for
-//!   the syslog listeners, the outputs and the spool.
+//!   `MAX_CONNECTIONS` + 2 descriptors (its listening socket, the connections, and the one
+//!   just accepted while the connection it replaces closes: the accept loop waits for it),
+//!   however many clients connect, so the rest of `RLIMIT_NOFILE` stays for the syslog
+//!   listeners, the outputs and the spool.
 //! - **A bearer token** (`[metrics] bearer_token_file`): when set, every path but `/health`
 //!   needs `Authorization: Bearer <token>`; otherwise 401 with `WWW-Authenticate: Bearer`.
 //!   Only the token's SHA-256 digest is kept here, and digests are compared in constant
@@ -234,9 +235,11 @@ pub async fn serve(
         };
         if let Some(evicted) = evicted {
             // Its descriptor is free before the next accept: the cap holds at every instant,
-            // not only on average. Closing takes a task switch; the bound is for safety.
-            let _ =
-                tokio::time::timeout(Duration::from_millis(200), evicted.closed.cancelled()).await;
+            // not only on average. Closing takes one task switch.
+            tokio::select! {
+                _ = evicted.closed.cancelled() => {}
+                _ = shutdown.cancelled() => break,
+            }
         }
         connections.spawn(connection(
             stream,
@@ -258,6 +261,11 @@ async fn connection(
     monitor: Arc<Monitor>,
     access: Arc<Access>,
 ) {
+    // Dropped last, after the socket, however the task ends (a panic included).
+    let _open = Open {
+        slot: slot.clone(),
+        slots: slots.clone(),
+    };
     let service = {
         let (slot, slots) = (slot.clone(), slots.clone());
         service_fn(move |req: Request<Incoming>| {
@@ -273,7 +281,8 @@ async fn connection(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(MAX_HEAD_BYTES);
-    let mut conn = Box::pin(builder.serve_connection(TokioIo::new(stream), service));
+    // Declared after `_open`, so dropped (the socket closed) before it.
+    let mut conn = std::pin::pin!(builder.serve_connection(TokioIo::new(stream), service));
     loop {
         let left = IDLE_TIMEOUT.saturating_sub(slots.idle_for(&slot));
         if left.is_zero() {
@@ -287,9 +296,19 @@ async fn connection(
             _ = tokio::time::sleep(left) => {}
         }
     }
-    drop(conn); // closes the socket
-    slots.release(&slot);
-    slot.closed.cancel();
+}
+
+/// Frees a connection's slot when its task ends, and says its socket is closed.
+struct Open {
+    slot: Arc<Slot>,
+    slots: Arc<Slots>,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.slots.release(&self.slot);
+        self.slot.closed.cancel();
+    }
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";
