@@ -129,9 +129,46 @@ enum ReaderKind {
     Memory {
         queue: flume::Receiver<(Batch, Charge)>,
         /// Batches handed back with [`Lease::keep`], handed out again first.
-        kept: Arc<Mutex<VecDeque<(Batch, Charge)>>>,
+        kept: Arc<Kept>,
     },
     Spool(Arc<Spool>),
+}
+
+/// Memory batches handed back by outputs, and how many leases are out: the reader ends
+/// only when the queue is closed, nothing was handed back and no lease is out (a lease
+/// still settling may come back, for a reload's new output to take).
+#[derive(Default)]
+struct Kept {
+    batches: Mutex<VecDeque<(Batch, Charge)>>,
+    out: std::sync::atomic::AtomicUsize,
+    changed: tokio::sync::Notify,
+}
+
+/// A memory lease being out: counted in [`Kept::out`] until it is settled, put back or
+/// dropped (a task that failed), so the reader never waits for a lease that is gone.
+struct Out(Arc<Kept>);
+
+impl Out {
+    fn new(kept: &Arc<Kept>) -> Self {
+        kept.out.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Out(kept.clone())
+    }
+
+    /// Hands the batch back (before the lease stops counting as out).
+    fn put_back(self, batch: Batch, charge: Charge) {
+        self.0
+            .batches
+            .lock()
+            .expect("buffer lock")
+            .push_back((batch, charge));
+    }
+}
+
+impl Drop for Out {
+    fn drop(&mut self) {
+        self.0.out.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.changed.notify_waiters();
+    }
 }
 
 impl Reader {
@@ -145,16 +182,31 @@ impl Reader {
     pub async fn next(&self) -> Option<Lease> {
         match &self.0 {
             ReaderKind::Memory { queue, kept } => {
-                let again = kept.lock().expect("buffer lock").pop_front();
-                let (batch, charge) = match again {
-                    Some(b) => b,
-                    None => queue.recv_async().await.ok()?,
+                let (batch, charge) = loop {
+                    let changed = kept.changed.notified();
+                    tokio::pin!(changed);
+                    changed.as_mut().enable();
+                    if let Some(b) = kept.batches.lock().expect("buffer lock").pop_front() {
+                        break b;
+                    }
+                    let closed = queue.is_disconnected() && queue.is_empty();
+                    if closed && kept.out.load(std::sync::atomic::Ordering::Acquire) == 0 {
+                        return None;
+                    }
+                    tokio::select! {
+                        received = queue.recv_async(), if !closed => {
+                            if let Ok(b) = received {
+                                break b;
+                            }
+                        }
+                        _ = &mut changed => {}
+                    }
                 };
                 Some(Lease {
                     batch,
                     hold: Hold::Memory {
                         charge,
-                        kept: kept.clone(),
+                        kept: Out::new(kept),
                     },
                 })
             }
@@ -176,14 +228,8 @@ impl Reader {
 }
 
 enum Hold {
-    Memory {
-        charge: Charge,
-        kept: Arc<Mutex<VecDeque<(Batch, Charge)>>>,
-    },
-    Spool {
-        spool: Arc<Spool>,
-        chunk: Chunk,
-    },
+    Memory { charge: Charge, kept: Out },
+    Spool { spool: Arc<Spool>, chunk: Chunk },
 }
 
 /// One batch handed to the output. Dropping a lease without [`Lease::ack`] keeps it.
@@ -200,7 +246,7 @@ impl Lease {
     /// Every row is settled: forget the batch (the spool deletes its chunk).
     pub fn ack(self) {
         match self.hold {
-            Hold::Memory { charge, .. } => drop(charge),
+            Hold::Memory { charge, kept } => drop((charge, kept)),
             Hold::Spool { spool, chunk } => spool.remove(chunk),
         }
     }
@@ -209,11 +255,19 @@ impl Lease {
     /// out again.
     pub fn keep(self) {
         match self.hold {
-            Hold::Memory { charge, kept } => kept
-                .lock()
-                .expect("buffer lock")
-                .push_back((self.batch, charge)),
+            Hold::Memory { charge, kept } => kept.put_back(self.batch, charge),
             Hold::Spool { spool, chunk } => spool.release(chunk),
+        }
+    }
+}
+
+impl Lease {
+    /// Not settled, and its output was replaced by a reload: the batch goes back to the
+    /// front of the buffer, for the output that replaced it, this run.
+    pub fn hand_back(self) {
+        match self.hold {
+            Hold::Memory { .. } => self.keep(),
+            Hold::Spool { spool, chunk } => spool.requeue(chunk),
         }
     }
 }
@@ -283,6 +337,39 @@ mod tests {
         let (_w, reader, recovery) = open(&settings, Arc::default()).unwrap();
         assert_eq!((recovery.chunks, recovery.rows), (1, 1));
         assert_eq!(reader.next().await.unwrap().batch(), &batch(1));
+    }
+
+    /// A lease handed back (its output replaced by a reload) comes out again first, this
+    /// run, from memory and from the spool; a memory reader whose writers are gone still
+    /// waits for a lease that is out, since it may come back.
+    #[tokio::test]
+    async fn a_handed_back_lease_is_handed_out_again_this_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = BufferSettings::Spool(SpoolSettings {
+            path: dir.path().to_path_buf(),
+            max_bytes: 1 << 20,
+            fsync: FsyncPolicy::Never,
+        });
+        for settings in [BufferSettings::Memory, spool] {
+            let (writer, reader, _) = open(&settings, Arc::default()).unwrap();
+            writer.push(batch(1), Charge::none());
+            writer.push(batch(2), Charge::none());
+            // A closed spool's reader ends at once (a chunk handed back then stays on disk
+            // for the next start); memory has no next start, so it waits for the lease.
+            let _open = matches!(settings, BufferSettings::Spool(_)).then_some(writer);
+            let first = reader.next().await.unwrap();
+            let reader = Arc::new(reader);
+            let second = reader.next().await.unwrap();
+            assert_eq!(second.batch(), &batch(2));
+            second.ack();
+            let waiting = tokio::spawn({
+                let reader = reader.clone();
+                async move { reader.next().await.map(|l| l.batch().clone()) }
+            });
+            tokio::task::yield_now().await;
+            first.hand_back();
+            assert_eq!(waiting.await.unwrap(), Some(batch(1)));
+        }
     }
 
     #[test]

@@ -410,8 +410,10 @@ impl Outputs {
             self.metrics.clear_stopped_routes();
         }
         let stop = CancellationToken::new();
+        let mut delivery = built.delivery;
+        delivery.retire_on(stop.clone());
         let task = tokio::spawn(sink::serve(
-            Arc::new(built.delivery),
+            Arc::new(delivery),
             self.reader.clone(),
             built.concurrency,
             stop.clone(),

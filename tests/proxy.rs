@@ -107,14 +107,14 @@ fn proxy_headers_are_believed_only_from_proxy_from() {
     let header = |i: usize| format!("PROXY TCP4 10.9.1.{} 127.0.0.1 5000 514\r\n", i % 250 + 1);
     for i in 0..100 {
         let mut s = connect_from("127.0.0.2", address);
-        let _ = write!(s, "{}<13>host app: spoof-{i}\n", header(i));
+        let _ = writeln!(s, "{}<13>host app: spoof-{i}", header(i));
         // Refused: the connection is closed without a byte read back.
         let mut byte = [0u8; 1];
         s.set_read_timeout(Some(DEADLINE)).unwrap();
         assert!(matches!(s.read(&mut byte), Ok(0) | Err(_)));
     }
     let mut balancer = connect_from("127.0.0.3", address);
-    write!(balancer, "{}<13>host app: real-0\n", header(0)).unwrap();
+    writeln!(balancer, "{}<13>host app: real-0", header(0)).unwrap();
     drop(balancer);
     let rows = gate.wait_rows(1);
     assert_eq!(rows[0]["SyslogMessage"], "real-0");

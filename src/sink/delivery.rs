@@ -92,6 +92,10 @@ pub struct Delivery {
     /// Fired at the shutdown deadline: rows still undelivered then are dead-lettered, or,
     /// with a spool, left in their chunk for the next start.
     give_up: CancellationToken,
+    /// Fired when a reload replaces this output: a batch not yet delivered in any part is
+    /// handed back to the buffer for its successor (whose settings, a rotated secret or a
+    /// fixed endpoint, may deliver what these cannot) instead of being retried here.
+    retired: CancellationToken,
     /// The longest wait between retries.
     pub retry_max: Duration,
     /// One dead-letter line per 10 s: a stopped route dead-letters every batch.
@@ -105,6 +109,9 @@ pub enum Settled {
     Yes,
     /// Given up at shutdown with rows undelivered; a durable buffer keeps them.
     No,
+    /// Nothing of it was settled and a reload replaced this output: the buffer hands it
+    /// to the next one.
+    HandBack,
 }
 
 impl Delivery {
@@ -123,9 +130,15 @@ impl Delivery {
             dead_letters,
             metrics,
             give_up,
+            retired: CancellationToken::new(),
             retry_max: Duration::from_secs(60),
             dead_letter_log: crate::metrics::Throttle::new(Duration::from_secs(10)),
         }
+    }
+
+    /// `retired` fires when a reload replaces this output (see [`Settled::HandBack`]).
+    pub fn retire_on(&mut self, retired: CancellationToken) {
+        self.retired = retired;
     }
 
     /// Sends an empty request to every route that is on (`cefgate check --live`): the
@@ -151,6 +164,9 @@ impl Delivery {
     /// undelivered are dead-lettered too unless `durable` says a spool keeps them; then the
     /// answer is [`Settled::No`].
     pub async fn deliver(&self, batch: &Batch, durable: bool) -> Settled {
+        // Some of the batch was delivered or dead-lettered: it can no longer be handed back
+        // whole without sending those rows twice.
+        let mut settled_any = false;
         let route = self.route(batch.table);
         let Some(name) = route.name.as_deref() else {
             Metrics::add(&self.metrics.rows_unrouted, batch.rows as u64);
@@ -164,7 +180,14 @@ impl Delivery {
                 return Settled::Yes;
             }
             return self
-                .deliver_rows(route, name, vec![body], Some(batch.rows), durable)
+                .deliver_rows(
+                    route,
+                    name,
+                    vec![body],
+                    Some(batch.rows),
+                    durable,
+                    &mut settled_any,
+                )
                 .await;
         }
         let rows = batch.lines();
@@ -185,12 +208,16 @@ impl Delivery {
                 {
                     return Settled::No;
                 }
+                settled_any = true;
                 continue;
             }
             if size + row.len() + 1 > self.max_request_bytes && !chunk.is_empty() {
                 let rows = std::mem::take(&mut chunk);
-                if self.deliver_rows(route, name, rows, None, durable).await == Settled::No {
-                    return Settled::No;
+                let settled = self
+                    .deliver_rows(route, name, rows, None, durable, &mut settled_any)
+                    .await;
+                if settled != Settled::Yes {
+                    return settled;
                 }
                 size = 1;
             }
@@ -200,7 +227,8 @@ impl Delivery {
         if chunk.is_empty() {
             return Settled::Yes;
         }
-        self.deliver_rows(route, name, chunk, None, durable).await
+        self.deliver_rows(route, name, chunk, None, durable, &mut settled_any)
+            .await
     }
 
     async fn deliver_rows(
@@ -210,6 +238,7 @@ impl Delivery {
         rows: Vec<&[u8]>,
         whole_batch_rows: Option<usize>,
         durable: bool,
+        settled_any: &mut bool,
     ) -> Settled {
         let mut pending = vec![rows];
         // A 404 that may mean "too large" splits the request once (see `Outcome::NotFound`).
@@ -231,6 +260,9 @@ impl Delivery {
                     refused = Some("not delivered before shutdown".into());
                     break;
                 }
+                if self.retired.is_cancelled() && !*settled_any {
+                    return Settled::HandBack;
+                }
                 let started = Instant::now();
                 let outcome = self.output.send(name, &rows).await;
                 tracing::debug!(
@@ -240,6 +272,7 @@ impl Delivery {
                 );
                 let wait = match outcome {
                     Outcome::Delivered => {
+                        *settled_any = true;
                         let n = whole_batch_rows.unwrap_or(rows.len());
                         Metrics::add(&self.metrics.rows_delivered, n as u64);
                         self.metrics.add_route_rows(name, "delivered", n as u64);
@@ -299,15 +332,18 @@ impl Delivery {
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = self.give_up.cancelled() => {}
+                    _ = self.retired.cancelled(), if !*settled_any => {}
                 }
             }
-            if let Some(error) = refused
-                && self
+            if let Some(error) = refused {
+                if self
                     .dead_letter(route.table, name, &error, &rows, durable)
                     .await
                     == Settled::No
-            {
-                return Settled::No;
+                {
+                    return Settled::No;
+                }
+                *settled_any = true;
             }
         }
         Settled::Yes
@@ -427,6 +463,7 @@ pub async fn serve(
                     lease.ack();
                 }
                 Settled::No => lease.keep(),
+                Settled::HandBack => lease.hand_back(),
             }
             drop(slot);
         });

@@ -880,6 +880,20 @@ impl Spool {
         self.release(chunk);
     }
 
+    /// Puts a chunk taken with [`Spool::next`] back at the front of the queue (its output
+    /// was replaced before it delivered any of it): it is handed out again this run, and
+    /// keeps its place on disk and in the spool's size. After [`Spool::close`] the reader
+    /// may have ended; the chunk then waits on disk for the next start, as a kept one does.
+    pub fn requeue(&self, chunk: Chunk) {
+        self.inner
+            .lock()
+            .expect("spool lock")
+            .queued
+            .push_front(chunk);
+        self.update_gauges();
+        self.ready.notify_one();
+    }
+
     /// Gives the chunk's space back (its file is gone or kept for the next start).
     pub fn release(&self, chunk: Chunk) {
         let mut inner = self.inner.lock().expect("spool lock");
