@@ -853,32 +853,8 @@ impl Config {
                     ),
                 )),
             }
-            let mut allow = Vec::new();
-            for net in &l.allow {
-                match parse_net(net.get_ref()) {
-                    Some(n) => allow.push(n),
-                    None => problems.push(at.problem(
-                        Some(net.span()),
-                        format!(
-                            "allow entry {:?} is not a CIDR range or IP address",
-                            net.get_ref()
-                        ),
-                    )),
-                }
-            }
-            let mut proxy_from = Vec::new();
-            for net in &l.proxy_from {
-                match parse_net(net.get_ref()) {
-                    Some(n) => proxy_from.push(n),
-                    None => problems.push(at.problem(
-                        Some(net.span()),
-                        format!(
-                            "proxy_from entry {:?} is not a CIDR range or IP address",
-                            net.get_ref()
-                        ),
-                    )),
-                }
-            }
+            let allow = parse_nets(&l.allow, "allow", at, &mut problems);
+            let proxy_from = parse_nets(&l.proxy_from, "proxy_from", at, &mut problems);
             if !l.proxy_from.is_empty() && !l.proxy_protocol {
                 problems.push(at.problem(
                     Some(l.proxy_from[0].span()),
@@ -1370,6 +1346,30 @@ impl Config {
             }
         }
     }
+}
+
+/// The CIDR ranges (or addresses) of list `key`; each entry that is neither is a problem
+/// at its place.
+fn parse_nets(
+    list: &[Spanned<String>],
+    key: &str,
+    at: &Locator<'_>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<ipnet::IpNet> {
+    let mut nets = Vec::new();
+    for net in list {
+        match parse_net(net.get_ref()) {
+            Some(n) => nets.push(n),
+            None => problems.push(at.problem(
+                Some(net.span()),
+                format!(
+                    "{key} entry {:?} is not a CIDR range or IP address",
+                    net.get_ref()
+                ),
+            )),
+        }
+    }
+    nets
 }
 
 /// True when binding both addresses (on the same port) would clash: the same address, or a

@@ -66,43 +66,16 @@ fn check_and_run_report_every_problem_with_its_location() {
     }
 }
 
-#[test]
-fn a_port_in_use_is_a_clear_error() {
+/// Runs `cefgate run` with `listeners` and a stdout output, one of them on a port another
+/// process holds; it must stop within 20 s, non-zero, naming the address and the reason.
+fn run_with_a_port_in_use(listeners: impl Fn(u16) -> String) {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.toml");
     std::fs::write(
         &path,
-        format!("[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\n[output]\ntype = \"stdout\"\n"),
-    )
-    .unwrap();
-    let out = cefgate(&["run", "--config", path.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        stderr.contains(&format!("cannot bind tcp 127.0.0.1:{port}")),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("another process already listens there"),
-        "{stderr}"
-    );
-}
-
-/// A listener after the first that cannot bind stops `run` at once, with the address and
-/// the reason (the first listener, already serving, must not keep it waiting for ever).
-#[test]
-fn a_later_listener_that_cannot_bind_fails_the_run_at_once() {
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = taken.local_addr().unwrap().port();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[[listener]]\nprotocol = \"udp\"\naddress = \"127.0.0.1:0\"\n\n[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n\n[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n\n[output]\ntype = \"stdout\"\n"
-        ),
+        format!("{}\n[output]\ntype = \"stdout\"\n", listeners(port)),
     )
     .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cefgate"))
@@ -134,6 +107,24 @@ fn a_later_listener_that_cannot_bind_fails_the_run_at_once() {
         stderr.contains("another process already listens there"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_error() {
+    run_with_a_port_in_use(|port| {
+        format!("[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n")
+    });
+}
+
+/// A listener after the first that cannot bind stops `run` at once (the listeners already
+/// serving must not keep it waiting for ever).
+#[test]
+fn a_later_listener_that_cannot_bind_fails_the_run_at_once() {
+    run_with_a_port_in_use(|port| {
+        format!(
+            "[[listener]]\nprotocol = \"udp\"\naddress = \"127.0.0.1:0\"\n\n[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:0\"\n\n[[listener]]\nprotocol = \"tcp\"\naddress = \"127.0.0.1:{port}\"\n"
+        )
+    });
 }
 
 /// `LINE:COL` of the first `needle` in `text` (both 1-based, columns in characters).

@@ -231,20 +231,13 @@ impl Cefgate {
 
     /// Sends SIGTERM and waits for a clean exit; returns the final counters.
     pub fn stop(&mut self) -> Counters {
-        let mut child = self.child.take().expect("running");
-        signal(child.id(), "TERM");
-        let status = wait_for("cefgate to exit", DEADLINE, || child.try_wait().unwrap());
-        // The stderr reader may still be draining the last lines.
-        let counters = wait_for("the final counters", Duration::from_secs(5), || {
-            let text = self.stderr();
-            text.contains("cefgate_problems{kind=\"message-truncated\"}")
-                .then_some(text)
-        });
+        let (status, counters) = self.stop_within(DEADLINE);
         assert!(
             status.success(),
-            "cefgate exited with {status}:\n{counters}"
+            "cefgate exited with {status}:\n{}",
+            counters.0
         );
-        Counters(counters)
+        counters
     }
 }
 
