@@ -1397,10 +1397,7 @@ fn canonical_target(path: &Path) -> Option<PathBuf> {
 /// The name of the kernel pseudo-filesystem (proc, sysfs, ...) `path` or its nearest
 /// existing ancestor is on, if any.
 fn pseudo_filesystem(path: &Path) -> Option<&'static str> {
-    let existing = path
-        .ancestors()
-        .find(|p| !p.as_os_str().is_empty() && p.exists())?;
-    let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).ok()?;
+    let (_, c) = nearest_existing(path)?;
     let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a NUL-terminated path and `stat` a buffer of the right type.
     if unsafe { libc::statfs(c.as_ptr(), &mut stat) } != 0 {
@@ -1462,20 +1459,23 @@ fn small_regular_file(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The permission bits of a secret file that others may read, or its group write, or
-/// `None`. A key should be 0600, or 0640 group-owned by the service's group (the package's
-/// layout), so group read alone is fine.
-/// The size in bytes of the filesystem that holds `path` (or, while it does not exist yet,
-/// its nearest existing parent, which is where it will be created), and that folder.
-fn filesystem_size(path: &Path) -> Option<(u64, PathBuf)> {
-    use std::os::unix::ffi::OsStrExt;
+/// `path` made absolute, or, while it does not exist yet, its nearest existing parent
+/// (where it will be created), with that folder as a C string for the system calls.
+fn nearest_existing(path: &Path) -> Option<(PathBuf, std::ffi::CString)> {
     let path = if path.is_relative() {
         std::env::current_dir().ok()?.join(path)
     } else {
         path.to_path_buf()
     };
     let on = path.ancestors().find(|p| p.exists())?.to_path_buf();
-    let c_path = std::ffi::CString::new(on.as_os_str().as_bytes()).ok()?;
+    let c = std::ffi::CString::new(on.as_os_str().as_encoded_bytes()).ok()?;
+    Some((on, c))
+}
+
+/// The size in bytes of the filesystem that holds `path` (or, while it does not exist yet,
+/// its nearest existing parent, which is where it will be created), and that folder.
+fn filesystem_size(path: &Path) -> Option<(u64, PathBuf)> {
+    let (on, c_path) = nearest_existing(path)?;
     // SAFETY: statvfs fills the zeroed struct it is given; the path is NUL-terminated.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
@@ -1488,6 +1488,9 @@ fn filesystem_size(path: &Path) -> Option<(u64, PathBuf)> {
     (size > 0).then_some((size, on))
 }
 
+/// The permission bits of a secret file that others may read, or its group write, or
+/// `None`. A key should be 0600, or 0640 group-owned by the service's group (the package's
+/// layout), so group read alone is fine.
 fn open_to_others(path: &Path) -> Option<u32> {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;

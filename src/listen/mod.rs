@@ -220,10 +220,15 @@ pub struct ListenerContext {
 impl ListenerContext {
     /// True when `peer` may send (an empty allowlist allows everyone).
     pub fn allowed(&self, peer: IpAddr) -> bool {
-        // `::ffff:10.1.2.3` (a dual-stack socket) is 10.1.2.3.
-        let peer = peer.to_canonical();
-        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&peer))
+        self.allow.is_empty() || in_ranges(&self.allow, peer)
     }
+}
+
+/// True when `ip` is in one of `ranges`; `::ffff:10.1.2.3` (a dual-stack socket) is
+/// 10.1.2.3.
+pub fn in_ranges(ranges: &[IpNet], ip: IpAddr) -> bool {
+    let ip = ip.to_canonical();
+    ranges.iter().any(|net| net.contains(&ip))
 }
 
 #[cfg(test)]

@@ -155,7 +155,7 @@ pub async fn serve(
         let config = &admission.config;
         if config.proxy_protocol
             && !config.proxy_from.is_empty()
-            && !in_ranges(&config.proxy_from, peer.ip())
+            && !super::in_ranges(&config.proxy_from, peer.ip())
         {
             // Only the balancers in `proxy_from` may say who the sender is; anyone else
             // would pick its own address past the allowlist and the per-source limit.
@@ -258,12 +258,6 @@ impl Admission {
         read_stream(stream, sender, config, ctx).await;
         drop((slot, source));
     }
-}
-
-/// True when `ip` (an IPv4-mapped IPv6 address counts as IPv4) is in one of `ranges`.
-fn in_ranges(ranges: &[ipnet::IpNet], ip: IpAddr) -> bool {
-    let ip = ip.to_canonical();
-    ranges.iter().any(|net| net.contains(&ip))
 }
 
 const EMFILE: i32 = 24;
