@@ -124,14 +124,76 @@ fn unescape_header(raw: &str) -> String {
     out
 }
 
-/// Where a CEF record without the `CEF:` marker starts: devices that put `CEF` in the syslog
-/// tag (Microsoft Defender for Identity, ATA) send `... CEF <pid> <msgid> 0|Vendor|...`.
-/// The record then starts at the first ` <digits>|` after ` CEF `, when seven header fields
-/// follow.
+/// Where a CEF record without the `CEF:` marker starts. Two shapes put `CEF` in the syslog
+/// tag instead:
+/// - RFC 3164, `... host CEF: 0|Vendor|...` (also `CEF[pid]:`): what util-linux `logger -t CEF`
+///   sends, as in Microsoft's own test command for its agent, which takes ident `CEF` with a
+///   message `0|...` as CEF; relays and some appliances send it too. The record starts right
+///   after the tag, at `<digits>|`.
+/// - RFC 5424, `... CEF <pid> <msgid> 0|Vendor|...` (Microsoft Defender for Identity, ATA):
+///   the record starts at the first ` <digits>|` after ` CEF `, when seven header fields
+///   follow.
 pub fn find_unmarked(text: &str) -> Option<usize> {
-    let tag_at = memmem::find(text.as_bytes(), b" CEF ")?;
     let bytes = text.as_bytes();
-    let mut from = tag_at + 5;
+    let mut from = 0;
+    // Only the first ` CEF ` is tried as an RFC 5424 APP-NAME: trying each would rescan the
+    // rest of the text for every one (quadratic on hostile input).
+    let mut app_name_tried = false;
+    while let Some(off) = memmem::find(&bytes[from..], b"CEF") {
+        let at = from + off;
+        from = at + 3;
+        let starts_token = at == 0 || matches!(bytes[at - 1], b' ' | b'>');
+        if !starts_token {
+            continue;
+        }
+        match bytes.get(at + 3) {
+            Some(b':' | b'[') => {
+                if let Some(start) = after_rfc3164_tag(bytes, at + 3) {
+                    return Some(start);
+                }
+            }
+            Some(b' ') if at > 0 && !app_name_tried => {
+                app_name_tried = true;
+                if let Some(start) = after_rfc5424_app_name(text, at + 4) {
+                    return Some(start);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// `[pid]:` then spaces then `<digits>|` from `i` (just past `CEF`): where the digits start.
+fn after_rfc3164_tag(bytes: &[u8], mut i: usize) -> Option<usize> {
+    if bytes.get(i) == Some(&b'[') {
+        // A pid has a few digits; looking no further keeps hostile text linear.
+        let close = bytes[i..].iter().take(12).position(|b| *b == b']')?;
+        if !bytes[i + 1..i + close].iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        i += close + 1;
+    }
+    if bytes.get(i) != Some(&b':') {
+        return None;
+    }
+    i += 1;
+    let spaces = bytes[i..].iter().take_while(|b| **b == b' ').count();
+    if spaces == 0 {
+        return None;
+    }
+    let start = i + spaces;
+    let digits = bytes[start..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    (digits > 0 && bytes.get(start + digits) == Some(&b'|')).then_some(start)
+}
+
+/// The RFC 5424 shape: the first ` <digits>|` from `from` (just past ` CEF `), when a whole
+/// CEF header follows it.
+fn after_rfc5424_app_name(text: &str, mut from: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
     while let Some(off) = memchr::memchr(b'|', &bytes[from..]) {
         let pipe = from + off;
         let digits = bytes[..pipe]

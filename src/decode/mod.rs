@@ -181,6 +181,7 @@ fn arcsight_prefix<'a>(prefix: &'a str, h: &mut SyslogHeader<'a>, ctx: &TimeCont
         return;
     };
     let hostname_like = !host.ends_with(':')
+        && !time::is_zone_abbreviation(host)
         && host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'));
@@ -377,6 +378,122 @@ mod tests {
         assert_eq!(d.header.facility, Some("authpriv"));
         assert_eq!(d.header.severity, Some("warning"));
         assert_eq!(ev.pairs().len(), 2);
+    }
+
+    /// Microsoft's test command (`logger --rfc3164 -t CEF "0|Mock-test|..."`) and the devices
+    /// and relays that put `CEF` in the RFC 3164 tag: CEF behind every header shape.
+    #[test]
+    fn cef_behind_an_rfc3164_cef_tag() {
+        let cases = [
+            (
+                "<164>Dec  2 15:53:38 vm CEF: 0|Mock-test|MOCK|common=event-format-test|end|TRAFFIC|1|rt==event-formatted-receive_time",
+                Some("vm"),
+                "Mock-test",
+            ),
+            (
+                "Aug  3 10:49:35 Barracuda CEF: 0|BarracudaNetworks|WAAS|BNWAS-1.0|WAF|WAF|4| cat=TR",
+                Some("Barracuda"),
+                "BarracudaNetworks",
+            ),
+            (
+                "<134>Dec  2 15:53:38 10.6.0.4 CEF: 0|Palo Alto Networks|PAN-OS|10.0|end|TRAFFIC|1|src=10.0.0.1",
+                Some("10.6.0.4"),
+                "Palo Alto Networks",
+            ),
+            (
+                "<164>Dec  2 15:53:38 vm CEF[42]: 0|V|P|1|1|n|1|a=b",
+                Some("vm"),
+                "V",
+            ),
+            (
+                "<164>2026-12-02T15:53:38Z vm CEF: 0|V|P|1|1|n|1|a=b",
+                Some("vm"),
+                "V",
+            ),
+            (
+                "<164>Dec  2 2026 15:53:38 vm CEF:  0|V|P|1|1|n|1|a=b",
+                Some("vm"),
+                "V",
+            ),
+            ("<164>CEF: 0|V|P|1|1|n|1|a=b", None, "V"),
+            ("CEF: 0|V|P|1|1|n|1|a=b", None, "V"),
+        ];
+        for (line, host, vendor) in cases {
+            let d = decode(line, &ctx());
+            let ev = cef_of(&d);
+            assert_eq!(ev.device_vendor, vendor, "{line}");
+            assert_eq!(d.header.hostname, host, "{line}");
+            assert!(d.header.msg.starts_with("0|"), "{line}: {}", d.header.msg);
+            if line.starts_with("<164>") {
+                assert_eq!(d.header.facility, Some("local4"), "{line}");
+                assert_eq!(d.header.severity, Some("warning"), "{line}");
+            }
+        }
+        let d = decode(cases[0].0, &ctx());
+        let t = d.header.timestamp.map(|t| time::iso8601(&t));
+        assert_eq!(t.as_deref(), Some("2026-12-02T15:53:38Z"));
+        // A record cut short behind the tag is still CEF (its problem is the header's).
+        let d = decode("<164>Dec  2 15:53:38 vm CEF: 0|Mock-test|MOCK", &ctx());
+        assert!(matches!(d.payload, Payload::Cef { event: Err(_), .. }));
+        // Not the tag, or no record right behind it: plain syslog.
+        for line in [
+            "<13>Nov 26 09:00:00 host app: CEF: hello",
+            "<13>Nov 26 09:00:00 host CEFX: 0|V|P|1|1|n|1|",
+            "<13>Nov 26 09:00:00 host myCEF: 0|V|P|1|1|n|1|",
+            "<13>Nov 26 09:00:00 host CEF: version 0|V",
+            "<13>Nov 26 09:00:00 host CEF[x]: 0|V|P|1|1|n|1|",
+            "<13>Nov 26 09:00:00 host CEF:0",
+        ] {
+            assert_eq!(decode(line, &ctx()).payload, Payload::Syslog, "{line}");
+        }
+    }
+
+    /// A zone abbreviation after the time is the time's zone, in every header form, and
+    /// never the host (`Dec 15 2021 09:34:34 EDT: %ASA-...` once gave `Computer` `EDT`).
+    #[test]
+    fn a_zone_after_the_time_is_never_the_host() {
+        let cases = [
+            (
+                "Dec 15 2021 09:34:34 EDT: %ASA-session-5-106100: access-list x denied tcp",
+                None,
+                "2021-12-15T13:34:34Z",
+            ),
+            (
+                "<166>Dec 15 2021 09:34:34 EDT asa-01 : %ASA-5-106100: access-list x denied tcp",
+                Some("asa-01"),
+                "2021-12-15T13:34:34Z",
+            ),
+            (
+                "<13>Nov 26 09:59:58 UTC web01 sshd[1]: hi",
+                Some("web01"),
+                "2026-11-26T09:59:58Z",
+            ),
+            ("<13>Nov 26 09:59:58 CET: hi", None, "2026-11-26T08:59:58Z"),
+            (
+                "<13>Nov 26 09:59:58.250 PST fw CEF:0|V|P|1|1|n|1|a=b",
+                Some("fw"),
+                "2026-11-26T17:59:58.250Z",
+            ),
+            (
+                "<13>Nov 26 09:59:58 UTC CEF:0|V|P|1|1|n|1|a=b",
+                None,
+                "2026-11-26T09:59:58Z",
+            ),
+            (
+                "<13>Nov 26 2026 09:59:58 EDT CEF:0|V|P|1|1|n|1|a=b",
+                None,
+                "2026-11-26T13:59:58Z",
+            ),
+            ("<13>Nov 26 09:59:58 EST", None, "2026-11-26T14:59:58Z"),
+        ];
+        for (line, host, when) in cases {
+            let d = decode(line, &ctx());
+            assert_eq!(d.header.hostname, host, "{line}");
+            let t = d.header.timestamp.map(|t| time::iso8601(&t));
+            assert_eq!(t.as_deref(), Some(when), "{line}");
+        }
+        let d = decode(cases[0].0, &ctx());
+        assert!(matches!(d.payload, Payload::Cisco(_)), "{:?}", d.payload);
     }
 
     #[test]

@@ -172,21 +172,33 @@ fn rfc3164_time<'a>(
         unusual = true;
     }
     let mut zone = ctx.zone;
-    // ` ZONE yyyy ` after the time (the RFC 3164 example).
     if let Some(after) = rest.strip_prefix(' ') {
         let letters = after.bytes().take_while(u8::is_ascii_uppercase).count();
         let tail = &after[letters..];
+        let named = (1..=4)
+            .contains(&letters)
+            .then(|| crate::decode::time::parse_zone(&after[..letters]))
+            .flatten();
         if (1..=4).contains(&letters)
             && tail.starts_with(' ')
             && digits(&tail[1..]) == 4
             && tail.as_bytes().get(5).is_none_or(|c| *c == b' ')
         {
-            // A name that is no known abbreviation keeps the configured zone.
-            if let Some(named) = crate::decode::time::parse_zone(&after[..letters]) {
+            // ` ZONE yyyy ` after the time (the RFC 3164 example). A name that is no known
+            // abbreviation keeps the configured zone.
+            if let Some(named) = named {
                 zone = SenderZone::Fixed(named);
             }
             year = tail[1..5].parse().ok();
             rest = &tail[5..];
+            unusual = true;
+        } else if let Some(named) = named
+            && (tail.is_empty() || tail.starts_with([' ', ':']))
+        {
+            // A known zone abbreviation after the time (`Dec 15 2021 09:34:34 EDT: %ASA-...`,
+            // `Nov 26 09:59:58 UTC host app: ...`) is the time's zone, never the host.
+            zone = SenderZone::Fixed(named);
+            rest = tail;
             unusual = true;
         }
     }
@@ -225,6 +237,7 @@ pub(crate) fn pri_time_host<'a>(prefix: &'a str, ctx: &TimeContext) -> Option<Sy
     let (hour, min, sec) = (two(0)?, two(3)?, two(6)?);
     let host = rest[8..].strip_prefix(' ')?;
     if host.is_empty()
+        || crate::decode::time::is_zone_abbreviation(host)
         || !host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
@@ -338,6 +351,8 @@ fn rfc3164_variant<'a>(text: &'a str, ctx: &TimeContext) -> Option<SyslogHeader<
             Some(time),
             host_and_tag(rest[1..].trim_start(), false),
         )),
+        // A time and zone with nothing after them.
+        Some((Some(time), "")) => Some(header(Some(time), host_and_tag("", true))),
         Some((Some(time), rest)) => Some(header(
             Some(time),
             host_and_tag(rest.strip_prefix(' ')?, true),

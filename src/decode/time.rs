@@ -151,6 +151,14 @@ const ZONES: [(&str, i32); 16] = [
     ("IST", 5 * 3600 + 1800),
 ];
 
+/// True for a zone abbreviation of the table above written as devices write it (upper case),
+/// which after a time is the time's zone and never a host name.
+pub fn is_zone_abbreviation(word: &str) -> bool {
+    (1..=4).contains(&word.len())
+        && word.bytes().all(|b| b.is_ascii_uppercase())
+        && ZONES.iter().any(|(n, _)| *n == word)
+}
+
 /// Parses `Z`, `UTC`, an abbreviation above, `+05`, `+0500`, `+05:00`, `GMT+05:00`.
 pub fn parse_zone(text: &str) -> Option<FixedOffset> {
     let text = text.trim();
