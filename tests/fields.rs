@@ -35,11 +35,11 @@ fn every_dictionary_row_maps_to_a_schema_column_of_the_same_type() {
         let (_, spec) = lookup(short).unwrap_or_else(|| panic!("{short} does not map"));
         assert_eq!(&spec.column, column);
         assert_eq!(spec.column_type.name(), column_type);
-        let (_, by_full) = lookup(full).unwrap_or_else(|| panic!("{full} does not map"));
-        assert_eq!(
-            by_full.column, spec.column,
-            "{full} maps elsewhere than {short}"
-        );
+        // Microsoft's agent maps the short key only: a full name with a short alias stays
+        // in AdditionalExtensions (fixtures/README.md).
+        if full != short {
+            assert!(lookup(full).is_none(), "{full} maps, beside {short}");
+        }
     }
 }
 

@@ -128,6 +128,46 @@ fn logger_over_udp_tcp_and_octet_counting() {
     assert_eq!(counters.get("tcp_frames"), 3);
 }
 
+/// Microsoft's own test for a CEF collector, from its page on ingesting syslog and CEF with
+/// the Azure Monitor Agent, run exactly as written (through bash, so `$common` expands to
+/// nothing as it does for a user), with only the port changed: the row is expected in
+/// `CommonSecurityLog`.
+#[test]
+fn microsofts_logger_test_command_lands_in_common_security_log() {
+    let mut gate = Cefgate::start(UDP_AND_TCP);
+    let udp = gate.udp.unwrap();
+    let command = format!(
+        r#"logger -p local4.warn -P {port} -n 127.0.0.1 --rfc3164 -t CEF "0|Mock-test|MOCK|common=event-format-test|end|TRAFFIC|1|rt=$common=event-formatted-receive_time""#,
+        port = udp.port()
+    );
+    let status = Command::new("bash")
+        .args(["-c", &command])
+        .env_remove("common")
+        .status()
+        .expect("bash runs");
+    assert!(status.success(), "{command}");
+
+    let rows = gate.wait_rows(1);
+    let row = &rows[0];
+    assert_eq!(row["DeviceVendor"], "Mock-test", "{row}");
+    assert_eq!(row["DeviceProduct"], "MOCK");
+    assert_eq!(row["DeviceVersion"], "common=event-format-test");
+    assert_eq!(row["DeviceEventClassID"], "end");
+    assert_eq!(row["Activity"], "TRAFFIC");
+    assert_eq!(row["LogSeverity"], "1");
+    assert_eq!(row["ReceiptTime"], "=event-formatted-receive_time");
+    assert_eq!(row["Computer"], gethostname().as_str());
+    assert!(
+        row.get("SyslogMessage").is_none(),
+        "not a Syslog row: {row}"
+    );
+    assert!(row.get("ProcessName").is_none(), "{row}");
+
+    let counters = gate.stop();
+    assert_eq!(counters.get("rows_total"), 1);
+    assert_eq!(counters.get("udp_datagrams"), 1);
+}
+
 fn gethostname() -> String {
     // logger writes the short host name (up to the first dot).
     let full = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();

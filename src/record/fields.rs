@@ -37,7 +37,8 @@ pub struct FieldSpec {
 
 include!(concat!(env!("OUT_DIR"), "/cef_fields.rs"));
 
-/// The dictionary entry for a wire key, short (`src`) or full (`sourceAddress`) name.
+/// The dictionary entry for a wire key: its short name (`src`), or its full name when it has no
+/// short one (`deviceExternalId`).
 pub fn lookup(key: &str) -> Option<(u16, &'static FieldSpec)> {
     field_index(key).map(|i| (i, &FIELDS[i as usize]))
 }
@@ -47,9 +48,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn short_and_full_names() {
+    fn short_names_and_full_names_without_a_short_one() {
         assert_eq!(lookup("src").unwrap().1.column, "SourceIP");
-        assert_eq!(lookup("sourceAddress").unwrap().1.column, "SourceIP");
+        assert!(
+            lookup("sourceAddress").is_none(),
+            "a full name with a short alias"
+        );
+        assert!(lookup("bytesIn").is_none());
+        assert!(lookup("fileSize").is_none());
+        assert_eq!(
+            lookup("deviceExternalId").unwrap().1.column,
+            "DeviceExternalID"
+        );
+        assert!(lookup("start").is_none() && lookup("end").is_none());
         assert_eq!(lookup("cn2").unwrap().1.column, "FieldDeviceCustomNumber2");
         assert_eq!(lookup("externalId").unwrap().1.column, "ExtID");
         assert_eq!(lookup("dpt").unwrap().1.column_type, ColumnType::Int);

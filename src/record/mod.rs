@@ -320,7 +320,21 @@ impl RowBuilder {
         let (mut rt, mut start, mut end) = (None, None, None);
         for (key, value) in pairs {
             let Some((idx, spec)) = lookup(key) else {
+                // `start` and `end` have no column (Microsoft's agent leaves them here), but
+                // either may still be the row's time.
                 extra.push(key, &value);
+                let time = match key {
+                    "start" if start.is_none() && self.wants(TimeSource::Start) => &mut start,
+                    "end" if end.is_none() && self.wants(TimeSource::End) => &mut end,
+                    _ => continue,
+                };
+                *time = decode::time::parse_cef_time(&value, &rx.time);
+                if time.is_none() {
+                    problems.push(Problem {
+                        kind: ProblemKind::BadTimestamp,
+                        detail: Some(format!("{key} is not a time cefgate reads")),
+                    });
+                }
                 continue;
             };
             let (word, bit) = (idx as usize / 64, 1u64 << (idx % 64));
@@ -339,8 +353,6 @@ impl RowBuilder {
                         ("rt", Value::Str(s)) if self.wants(TimeSource::Rt) => {
                             rt = decode::time::parse_cef_time(s, &rx.time)
                         }
-                        ("start", Value::Time(t)) => start = Some(*t),
-                        ("end", Value::Time(t)) => end = Some(*t),
                         _ => {}
                     }
                     columns.push((spec.column, v));

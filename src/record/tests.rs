@@ -79,7 +79,6 @@ fn unknown_keys_and_misfits_go_to_additional_extensions() {
             ProblemKind::ValueType,
             ProblemKind::ValueType,
             ProblemKind::ValueType,
-            ProblemKind::BadTimestamp
         ]
     );
     let Some(Value::Str(diag)) = row.get(DIAGNOSTICS_COLUMN) else {
@@ -113,15 +112,53 @@ fn duplicate_keys_keep_first_in_column_rest_in_extensions() {
 }
 
 #[test]
-fn full_key_names_are_accepted() {
+fn full_names_map_only_without_a_short_key() {
     let b = builder(vec![TimeSource::Received]);
     let row = b.build(
-        "CEF:0|V|P|1|1|n|1|sourceAddress=1.1.1.1 destinationPort=22",
+        "CEF:0|V|P|1|1|n|1|sourceAddress=1.1.1.1 destinationPort=22 bytesIn=5 fileSize=9 deviceExternalId=fw1 requestClientApplication=curl/8",
         false,
         &rx(None),
     );
-    assert_eq!(row.get("SourceIP"), Some(&s("1.1.1.1")));
-    assert_eq!(row.get("DestinationPort"), Some(&Value::Int(22)));
+    assert_eq!(row.get("SourceIP"), None);
+    assert_eq!(row.get("ReceivedBytes"), None);
+    assert_eq!(row.get("DeviceExternalID"), Some(&s("fw1")));
+    assert_eq!(row.get("RequestClientApplication"), Some(&s("curl/8")));
+    assert_eq!(
+        row.get("AdditionalExtensions"),
+        Some(&Value::Str(Cow::Owned(
+            "sourceAddress=1.1.1.1;destinationPort=22;bytesIn=5;fileSize=9".into()
+        )))
+    );
+    assert!(row.problems.is_empty(), "{:?}", row.problems);
+}
+
+#[test]
+fn start_and_end_stay_in_additional_extensions_and_may_still_be_the_time() {
+    let line = "CEF:0|V|P|1|1|n|1|start=1691735642000 end=Aug 11 2023 06:34:12 src=10.0.0.1";
+    let received = builder(vec![TimeSource::Received]);
+    let row = received.build(line, false, &rx(None));
+    assert_eq!(row.get("StartTime"), None);
+    assert_eq!(row.get("EndTime"), None);
+    assert_eq!(
+        row.get("AdditionalExtensions"),
+        Some(&Value::Str(Cow::Owned(
+            "start=1691735642000;end=Aug 11 2023 06:34:12".into()
+        )))
+    );
+    let by_start = builder(vec![TimeSource::Start, TimeSource::Received]);
+    let row = by_start.build(line, false, &rx(None));
+    assert_eq!(
+        row.get("TimeGenerated"),
+        Some(&Value::Time("2023-08-11T06:34:02Z".parse().unwrap()))
+    );
+    assert!(row.problems.is_empty(), "{:?}", row.problems);
+    let by_end = builder(vec![TimeSource::End, TimeSource::Received]);
+    let row = by_end.build("CEF:0|V|P|1|1|n|1|end=yesterday", false, &rx(None));
+    assert_eq!(row.problems[0].kind, ProblemKind::BadTimestamp);
+    assert_eq!(
+        row.get("TimeGenerated"),
+        Some(&Value::Time(rx(None).time.received_at))
+    );
 }
 
 #[test]
