@@ -50,15 +50,19 @@ fn declare(columns: &[(&str, ColumnType)]) -> Value {
 /// them (Syslog, which has no catch-all).
 /// Each is appended with a `;` only when something is already there, using nothing but
 /// `iif`, `isempty` and `strcat` (transformations support no `trim` or `replace_regex`).
+/// `SourceSystem` is the constant Microsoft's agent stores (`OpsManager` in CommonSecurityLog,
+/// `Linux` in Syslog): set here rather than sent in every row (fixtures/README.md).
 const CSL_TRANSFORM: &str = "source \
 | extend AdditionalExtensions = strcat(AdditionalExtensions, iif(isempty(CefgateEventId), '', strcat(iif(isempty(AdditionalExtensions), '', ';'), 'cefgateEventId=', CefgateEventId))) \
 | extend AdditionalExtensions = strcat(AdditionalExtensions, iif(isempty(CefgateDiagnostics), '', strcat(iif(isempty(AdditionalExtensions), '', ';'), 'cefgateDiagnostics=', CefgateDiagnostics))) \
 | extend AdditionalExtensions = strcat(AdditionalExtensions, iif(isnull(CefgateReceivedTime), '', strcat(iif(isempty(AdditionalExtensions), '', ';'), 'cefgateReceivedTime=', tostring(CefgateReceivedTime)))) \
+| extend SourceSystem = 'OpsManager' \
 | project-away CefgateDiagnostics, CefgateEventId, CefgateReceivedTime";
 /// Syslog has no catch-all column: a receive time kept because Azure replaces an old
 /// `TimeGenerated` goes to `EventTime` when the message carried no time of its own.
 const SYSLOG_TRANSFORM: &str = "source \
 | extend EventTime = iif(isnull(EventTime), CefgateReceivedTime, EventTime) \
+| extend SourceSystem = 'Linux' \
 | project-away CefgateDiagnostics, CefgateEventId, CefgateReceivedTime";
 
 /// The KQL a transformation may use, from `grammars/dcr-transform-kql.tsv`.

@@ -355,7 +355,11 @@ impl RowBuilder {
                         }
                         _ => {}
                     }
+                    let action = (spec.short == "act").then(|| v.clone());
                     columns.push((spec.column, v));
+                    if let Some(action) = action {
+                        columns.push((col::SIMPLIFIED_DEVICE_ACTION, action));
+                    }
                 }
                 Err((value, kind)) => {
                     extra.push(key, &value);
@@ -439,6 +443,7 @@ impl RowBuilder {
             Fields::Read(f) => {
                 if let Some(action) = f.action {
                     columns.push(("DeviceAction", str_value(action)));
+                    columns.push((col::SIMPLIFIED_DEVICE_ACTION, str_value(action)));
                 }
                 if let Some(direction) = f.direction {
                     columns.push(("CommunicationDirection", str_value(direction.name())));
@@ -523,9 +528,9 @@ impl RowBuilder {
         if let Some(host) = header.hostname {
             columns.push((col::HOST_NAME, str_value(host)));
         }
-        if let Some(ip) = rx.peer {
-            columns.push((col::HOST_IP, str_value(ip)));
-        }
+        // Microsoft's agent writes `Unknown IP` when it has no address for the sender; cefgate
+        // has one for everything it receives, so only `convert` without a sender writes it.
+        columns.push((col::HOST_IP, str_value(rx.peer.unwrap_or(UNKNOWN_IP))));
         columns.push((col::COLLECTOR_HOST_NAME, self.collector()));
         if text.is_empty() {
             problems.push(Problem {
@@ -579,6 +584,9 @@ impl RowBuilder {
 }
 
 /// The Cisco levels as `OriginalLogSeverity` text, without formatting per row.
+/// Syslog `HostIP` when the sender's address is not known, as Microsoft's agent writes it.
+const UNKNOWN_IP: &str = "Unknown IP";
+
 const LEVEL_DIGITS: [&str; 8] = ["0", "1", "2", "3", "4", "5", "6", "7"];
 
 fn str_value(s: &str) -> Value<'_> {
