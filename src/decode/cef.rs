@@ -35,9 +35,10 @@ impl<'a> CefEvent<'a> {
         Extension::new(self.extension)
     }
 
-    /// Every pair, collected (for tests and tools; the record stage streams them).
+    /// Every pair with its value decoded, collected (for tests and tools; the record stage
+    /// streams them).
     pub fn pairs(&self) -> Vec<(&'a str, Cow<'a, str>)> {
-        self.extension().collect()
+        self.extension().map(|(k, v)| (k, v.decoded())).collect()
     }
 }
 
@@ -327,7 +328,7 @@ pub struct Extension<'a> {
     text: &'a str,
     /// `(key start, position of "=")` of the next pair.
     next: Option<(usize, usize)>,
-    unkeyed: Option<Cow<'a, str>>,
+    unkeyed: Option<&'a str>,
 }
 
 impl<'a> Extension<'a> {
@@ -350,7 +351,7 @@ impl<'a> Extension<'a> {
                 let scan = scan_value(bytes, start);
                 let leading = trim_end_ws(&text[start..scan.end]);
                 if !leading.is_empty() {
-                    ext.unkeyed = Some(unescape_value(leading, scan.escaped));
+                    ext.unkeyed = Some(leading);
                 }
                 scan.next_key
             }
@@ -358,8 +359,8 @@ impl<'a> Extension<'a> {
         ext
     }
 
-    /// Text after the header that belongs to no key (malformed), if any.
-    pub fn take_unkeyed(&mut self) -> Option<Cow<'a, str>> {
+    /// Text after the header that belongs to no key (malformed), if any, as written.
+    pub fn take_unkeyed(&mut self) -> Option<&'a str> {
         self.unkeyed.take()
     }
 
@@ -370,14 +371,48 @@ impl<'a> Extension<'a> {
 }
 
 impl<'a> Iterator for Extension<'a> {
-    type Item = (&'a str, Cow<'a, str>);
+    type Item = (&'a str, RawValue<'a>);
 
     fn next(&mut self) -> Option<Self::Item> {
         let (key_start, eq) = self.next?;
         let scan = scan_value(self.text.as_bytes(), eq + 1);
         let raw = trim_end_ws(&self.text[eq + 1..scan.end]);
         self.next = scan.next_key;
-        Some((&self.text[key_start..eq], unescape_value(raw, scan.escaped)))
+        let value = RawValue {
+            raw,
+            escaped: scan.escaped,
+        };
+        Some((&self.text[key_start..eq], value))
+    }
+}
+
+/// An extension value as written, escapes included. Readers choose how much to undo:
+/// [`RawValue::decoded`] is the CEF grammar's reading, [`RawValue::as_stored`] is what
+/// Microsoft's agent stores in a column, and [`RawValue::as_written`] is what it keeps in
+/// `AdditionalExtensions` (fixtures/README.md, "Rows as Microsoft's agent writes them").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RawValue<'a> {
+    raw: &'a str,
+    /// The value holds a backslash.
+    escaped: bool,
+}
+
+impl<'a> RawValue<'a> {
+    /// The value with every escape of the grammar undone: `\\`, `\=`, `\|`, and `\n` and
+    /// `\r` as line breaks.
+    pub fn decoded(self) -> Cow<'a, str> {
+        unescape_value(self.raw, self.escaped, true)
+    }
+
+    /// The value as a column stores it: `\\`, `\=` and `\|` undone, `\n` and `\r` kept
+    /// as the two characters they are on the wire.
+    pub fn as_stored(self) -> Cow<'a, str> {
+        unescape_value(self.raw, self.escaped, false)
+    }
+
+    /// The value exactly as written, escapes included.
+    pub fn as_written(self) -> &'a str {
+        self.raw
     }
 }
 
@@ -452,7 +487,7 @@ fn trim_end_ws(s: &str) -> &str {
     &s[..end]
 }
 
-fn unescape_value(raw: &str, escaped: bool) -> Cow<'_, str> {
+fn unescape_value(raw: &str, escaped: bool, line_breaks: bool) -> Cow<'_, str> {
     if !escaped {
         return Cow::Borrowed(raw);
     }
@@ -469,8 +504,8 @@ fn unescape_value(raw: &str, escaped: bool) -> Cow<'_, str> {
             Some(b'=') => out.push('='),
             Some(b'\\') => out.push('\\'),
             Some(b'|') => out.push('|'),
-            Some(b'n') => out.push('\n'),
-            Some(b'r') => out.push('\r'),
+            Some(b'n') if line_breaks => out.push('\n'),
+            Some(b'r') if line_breaks => out.push('\r'),
             // Not an escape: the backslash stays and what follows is copied as text.
             Some(_) => {
                 out.push('\\');

@@ -5,6 +5,7 @@
 //! `AdditionalExtensions`, a broken CEF record keeps its raw text, and each such problem is
 //! written to the row (`CefgateDiagnostics`) and counted by the caller.
 
+mod action;
 mod fields;
 mod json;
 mod problem;
@@ -309,7 +310,7 @@ impl RowBuilder {
         }
         let mut pairs = Extension::new(event.extension);
         if let Some(text) = pairs.take_unkeyed() {
-            extra.push("cefgateUnkeyed", &text);
+            extra.push("cefgateUnkeyed", text);
             problems.push(Problem {
                 kind: ProblemKind::CefTextWithoutKey,
                 detail: None,
@@ -318,17 +319,17 @@ impl RowBuilder {
 
         let mut seen = [0u64; SEEN_WORDS];
         let (mut rt, mut start, mut end) = (None, None, None);
-        for (key, value) in pairs {
+        for (key, raw) in pairs {
             let Some((idx, spec)) = lookup(key) else {
                 // `start` and `end` have no column (Microsoft's agent leaves them here), but
                 // either may still be the row's time.
-                extra.push(key, &value);
+                extra.push(key, raw.as_written());
                 let time = match key {
                     "start" if start.is_none() && self.wants(TimeSource::Start) => &mut start,
                     "end" if end.is_none() && self.wants(TimeSource::End) => &mut end,
                     _ => continue,
                 };
-                *time = decode::time::parse_cef_time(&value, &rx.time);
+                *time = decode::time::parse_cef_time(&raw.as_stored(), &rx.time);
                 if time.is_none() {
                     problems.push(Problem {
                         kind: ProblemKind::BadTimestamp,
@@ -339,14 +340,14 @@ impl RowBuilder {
             };
             let (word, bit) = (idx as usize / 64, 1u64 << (idx % 64));
             if seen[word] & bit != 0 {
-                extra.push(key, &value);
+                extra.push(key, raw.as_written());
                 problems.push(Problem {
                     kind: ProblemKind::DuplicateKey,
                     detail: Some(key.to_string()),
                 });
                 continue;
             }
-            match convert(spec, value, &rx.time) {
+            match convert(spec, raw.as_stored(), &rx.time) {
                 Ok(v) => {
                     seen[word] |= bit;
                     match (spec.short, &v) {
@@ -355,14 +356,17 @@ impl RowBuilder {
                         }
                         _ => {}
                     }
-                    let action = (spec.short == "act").then(|| v.clone());
+                    let simplified = match (&v, spec.short) {
+                        (Value::Str(a), "act") => Some(action::simplified(a.clone())),
+                        _ => None,
+                    };
                     columns.push((spec.column, v));
-                    if let Some(action) = action {
-                        columns.push((col::SIMPLIFIED_DEVICE_ACTION, action));
+                    if let Some(simplified) = simplified {
+                        columns.push((col::SIMPLIFIED_DEVICE_ACTION, Value::Str(simplified)));
                     }
                 }
-                Err((value, kind)) => {
-                    extra.push(key, &value);
+                Err((_, kind)) => {
+                    extra.push(key, raw.as_written());
                     let detail = format!("{key} is not a valid {}", spec.column_type.name());
                     problems.push(Problem {
                         kind,
@@ -443,7 +447,10 @@ impl RowBuilder {
             Fields::Read(f) => {
                 if let Some(action) = f.action {
                     columns.push(("DeviceAction", str_value(action)));
-                    columns.push((col::SIMPLIFIED_DEVICE_ACTION, str_value(action)));
+                    columns.push((
+                        col::SIMPLIFIED_DEVICE_ACTION,
+                        Value::Str(action::simplified(Cow::Borrowed(action))),
+                    ));
                 }
                 if let Some(direction) = f.direction {
                     columns.push(("CommunicationDirection", str_value(direction.name())));
@@ -625,8 +632,8 @@ fn convert<'a>(
     }
 }
 
-/// `key=value;key=value`, the form Sentinel content splits on. Values are written as
-/// decoded (unescaped), like Sentinel stores them.
+/// `key=value;key=value`, the form Sentinel content splits on. Values are written as they
+/// came, escapes included (`CN\=...`), as Microsoft's agent keeps them (fixtures/README.md).
 #[derive(Default)]
 struct AdditionalExtensions {
     text: Option<String>,

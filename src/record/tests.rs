@@ -321,3 +321,26 @@ fn structured_data_leaves_syslog_message_unless_asked_to_stay() {
     assert_eq!(message(false), "the message");
     assert_eq!(message(true), r#"[ex@32473 iut="3"] the message"#);
 }
+
+#[test]
+fn escapes_undone_in_columns_kept_in_additional_extensions() {
+    let b = builder(vec![TimeSource::Received]);
+    let row = b.build(
+        r"CEF:0|V|P|1|1|n|1|suser=DOM\\alice request=/a?b\=c cs3=GET /\r\nHost: x originsicname=CN\=fw,O\=mgmt path=C:\\tmp",
+        false,
+        &rx(None),
+    );
+    assert_eq!(row.get("SourceUserName"), Some(&s(r"DOM\alice")));
+    assert_eq!(row.get("RequestURL"), Some(&s("/a?b=c")));
+    assert_eq!(
+        row.get("DeviceCustomString3"),
+        Some(&s(r"GET /\r\nHost: x")),
+        "\\r and \\n stay the two characters they are on the wire"
+    );
+    assert_eq!(
+        row.get("AdditionalExtensions"),
+        Some(&Value::Str(Cow::Owned(
+            r"originsicname=CN\=fw,O\=mgmt;path=C:\\tmp".into()
+        )))
+    );
+}
