@@ -17,6 +17,8 @@ pub struct ConvertSettings {
     pub received_at: Option<DateTime<Utc>>,
     /// Zone for timestamps that carry none.
     pub zone: SenderZone,
+    /// `--sender`: the address every line is taken to come from.
+    pub sender: Option<String>,
     /// `--where`: only rows it keeps are written (the others are counted).
     pub filter: Option<crate::filter::Predicate>,
     /// `--project-away`: columns left out.
@@ -65,7 +67,7 @@ pub fn convert_stream<R: BufRead, W: Write>(
                     let mut part = ConvertSummary::default();
                     let rx = Reception {
                         time: TimeContext::new(received_at, settings.zone),
-                        peer: None,
+                        peer: settings.sender.as_deref(),
                         truncated: false,
                     };
                     // A NUL ends a frame as it does on a TCP stream (see `frames_of`);
@@ -277,6 +279,7 @@ mod tests {
         let settings = ConvertSettings {
             received_at: Some(Utc::now()),
             zone: SenderZone::default(),
+            sender: None,
             filter: None,
             project_away: Default::default(),
         };

@@ -246,6 +246,10 @@ struct ConvertArgs {
     /// Name written to CollectorHostName (default: this machine's host name).
     #[arg(long)]
     collector_host: Option<String>,
+    /// Take every line as received from this address: it fills Syslog's HostIP, and
+    /// Computer where a line carries no host (default: no sender; HostIP `Unknown IP`).
+    #[arg(long, value_name = "ADDR")]
+    sender: Option<std::net::IpAddr>,
     /// Add CefgateEventId (a hash of the raw message and its receive time) to every row.
     #[arg(long)]
     event_id: bool,
@@ -718,6 +722,7 @@ fn convert(args: ConvertArgs) -> Result<(), String> {
     let settings = ConvertSettings {
         received_at,
         zone,
+        sender: args.sender.map(|a| a.to_string()),
         filter,
         project_away,
     };

@@ -154,8 +154,14 @@ fn rfc5424_without_sd<'a>(prefix: &'a str, h: &mut SyslogHeader<'a>) -> bool {
             h.facility = facility.map(|f| f.as_str());
             h.severity = severity.map(|s| s.as_str());
         }
-        h.timestamp = Some(ts.with_timezone(&chrono::Utc));
-        h.hostname = field(tokens[i + 2]);
+        // A relay that wrapped the message in its own RFC 3164 header (`MMM d hh:mm:ss host`)
+        // is the host a syslog receiver sees: its time and host stay, as Microsoft's agent
+        // keeps them (fixtures/README.md, parity corpus `paloalto-cdl-*`).
+        let relayed = i > 0 && h.timestamp.is_some() && h.hostname.is_some();
+        if !relayed {
+            h.timestamp = Some(ts.with_timezone(&chrono::Utc));
+            h.hostname = field(tokens[i + 2]);
+        }
         h.appname = field(tokens[i + 3]);
         h.procid = field(tokens[i + 4]).map(|p| match p.parse() {
             Ok(n) => ProcessId::Number(n),
