@@ -161,7 +161,33 @@ fn as_text(v: &Value) -> String {
 }
 
 /// True when `extensions` (`k=v;k=v`) holds exactly the pair `key=value`.
+/// `AdditionalExtensions` keeps values as written, CEF escapes included, as Microsoft's agent
+/// does (fixtures/README.md): a value the source decoded is found there once the escapes
+/// are read.
+fn cef_unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some(e @ ('\\' | '=' | '|')) => out.push(e),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 fn extension_has(extensions: &str, key: &str, value: &str) -> bool {
+    let extensions = cef_unescape(extensions);
     let pair = format!("{key}={value}");
     extensions.match_indices(&pair).any(|(at, _)| {
         let end = at + pair.len();
@@ -210,7 +236,12 @@ fn check_cef(
             Some(match spec.column_type {
                 record::ColumnType::DateTime => true, // converted; checked in unit tests
                 record::ColumnType::Real => got.as_f64() == want.trim().parse::<f64>().ok(),
-                _ => as_text(got) == want || as_text(got) == want.trim(),
+                // A column keeps `\n` and `\r` as the two characters they are on the wire.
+                _ => {
+                    let got = as_text(got);
+                    let stored = want.replace('\n', "\\n").replace('\r', "\\r");
+                    got == want || got == want.trim() || got == stored
+                }
             })
         });
         if in_column != Some(true) && !extension_has(&extensions, key, &want) {
