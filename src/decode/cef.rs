@@ -373,6 +373,7 @@ impl<'a> Extension<'a> {
 impl<'a> Iterator for Extension<'a> {
     type Item = (&'a str, RawValue<'a>);
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         let (key_start, eq) = self.next?;
         let scan = scan_value(self.text.as_bytes(), eq + 1);
@@ -400,17 +401,20 @@ pub struct RawValue<'a> {
 impl<'a> RawValue<'a> {
     /// The value with every escape of the grammar undone: `\\`, `\=`, `\|`, and `\n` and
     /// `\r` as line breaks.
+    #[inline]
     pub fn decoded(self) -> Cow<'a, str> {
         unescape_value(self.raw, self.escaped, true)
     }
 
     /// The value as a column stores it: `\\`, `\=` and `\|` undone, `\n` and `\r` kept
     /// as the two characters they are on the wire.
+    #[inline]
     pub fn as_stored(self) -> Cow<'a, str> {
         unescape_value(self.raw, self.escaped, false)
     }
 
     /// The value exactly as written, escapes included.
+    #[inline]
     pub fn as_written(self) -> &'a str {
         self.raw
     }

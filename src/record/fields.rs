@@ -66,5 +66,6 @@ mod tests {
         assert_eq!(lookup("dpt").unwrap().1.column_type, ColumnType::Int);
         assert!(lookup("FTNTFGTlogid").is_none());
         assert!(lookup("SRC").is_none(), "keys are case-sensitive");
+        assert_eq!(lookup("act").unwrap().0, 0, "record::ACT_INDEX");
     }
 }

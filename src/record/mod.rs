@@ -162,6 +162,9 @@ pub struct RowBuilder {
     settings: RecordSettings,
 }
 
+/// Where `act` (`DeviceAction`) is in the dictionary; `SimplifiedDeviceAction` follows it.
+const ACT_INDEX: u16 = 0;
+
 const SEEN_WORDS: usize = FIELDS.len().div_ceil(64);
 
 impl RowBuilder {
@@ -319,6 +322,7 @@ impl RowBuilder {
 
         let mut seen = [0u64; SEEN_WORDS];
         let (mut rt, mut start, mut end) = (None, None, None);
+        let mut action_at = None;
         for (key, raw) in pairs {
             let Some((idx, spec)) = lookup(key) else {
                 // `start` and `end` have no column (Microsoft's agent leaves them here), but
@@ -356,14 +360,10 @@ impl RowBuilder {
                         }
                         _ => {}
                     }
-                    let simplified = match (&v, spec.short) {
-                        (Value::Str(a), "act") => Some(action::simplified(a.clone())),
-                        _ => None,
-                    };
-                    columns.push((spec.column, v));
-                    if let Some(simplified) = simplified {
-                        columns.push((col::SIMPLIFIED_DEVICE_ACTION, Value::Str(simplified)));
+                    if idx == ACT_INDEX {
+                        action_at = Some(columns.len());
                     }
+                    columns.push((spec.column, v));
                 }
                 Err((_, kind)) => {
                     extra.push(key, raw.as_written());
@@ -383,6 +383,10 @@ impl RowBuilder {
             } else {
                 columns.push(("Message", str_value(cef_text)));
             }
+        }
+        if let Some(Value::Str(act)) = action_at.map(|i| &columns[i].1) {
+            let simplified = action::simplified(act.clone());
+            columns.push((col::SIMPLIFIED_DEVICE_ACTION, Value::Str(simplified)));
         }
         if let Some(text) = extra.finish() {
             columns.push((col::ADDITIONAL_EXTENSIONS, Value::Str(Cow::Owned(text))));
