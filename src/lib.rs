@@ -55,9 +55,11 @@ pub mod metrics;
 pub mod monitor;
 pub mod record;
 pub mod replay;
+pub mod row;
 pub mod run;
 pub mod sink;
 pub mod spool;
+pub mod time;
 pub mod worker;
 
 #[cfg(test)]

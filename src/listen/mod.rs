@@ -21,9 +21,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::budget::{Charge, MemoryBudget};
-use crate::decode::time::SenderZone;
 use crate::frame::{Framing, Oversize};
 use crate::metrics::Metrics;
+use crate::time::SenderZone;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

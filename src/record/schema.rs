@@ -1,11 +1,11 @@
-//! The columns a row can carry, generated at build time from `grammars/row-columns.tsv` (and,
-//! for the CEF extension columns, `grammars/cef-fields.tsv`). The row builder writes the
-//! [`columns`] constants; `cefgate dcr-template` declares [`common_security_log`] and
-//! [`syslog`]. One source, so a stream can never miss a column a row carries.
+//! Every column a row of each table can carry, in row order: the lists of
+//! `grammars/row-columns.tsv` around the CEF dictionary's columns (`grammars/cef-fields.tsv`).
+//! `cefgate dcr-template` declares these, so a stream can never miss a column a row carries.
 
-use super::fields::{ColumnType, FIELDS};
-
-include!(concat!(env!("OUT_DIR"), "/row_columns.rs"));
+use crate::decode::cef::FIELDS;
+use crate::row::ColumnType;
+pub use crate::row::schema::columns;
+use crate::row::schema::{CSL_HEAD, CSL_TAIL, SYSLOG};
 
 /// Every column of a CommonSecurityLog row, with its type, in row order.
 pub fn common_security_log() -> Vec<(&'static str, ColumnType)> {

@@ -1,5 +1,7 @@
 use super::*;
+use crate::time::TimeContext;
 use chrono::TimeZone;
+use chrono::Utc;
 
 fn builder(time_generated: Vec<TimeSource>) -> RowBuilder {
     RowBuilder::new(RecordSettings {

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use crate::decode::time::iso8601;
 use crate::record::Table;
+use crate::time::iso8601;
 
 /// One entry of the dead-letter queue, as read back by `cefgate dlq`.
 #[derive(Debug, Clone, serde::Deserialize)]

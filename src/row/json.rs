@@ -2,7 +2,7 @@
 //! `serde_json::Value`): this runs once per message.
 
 use super::{Row, Value};
-use crate::decode::time::write_iso8601;
+use crate::time::write_iso8601;
 
 /// Appends `row` as one JSON object (no trailing newline).
 pub fn write_json(row: &Row<'_>, out: &mut Vec<u8>) {
@@ -156,7 +156,7 @@ static NEEDS_ESCAPE: [bool; 256] = {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::Table;
+    use crate::row::Table;
     use std::borrow::Cow;
 
     #[test]

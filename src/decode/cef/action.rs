@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
-const TABLE: &str = include_str!("../../grammars/simplified-device-action.tsv");
+const TABLE: &str = include_str!("../../../grammars/simplified-device-action.tsv");
 
 /// `(device action, simplified)` pairs, read once from the grammar file.
 static REWRITES: LazyLock<Vec<(&'static str, &'static str)>> = LazyLock::new(|| {

@@ -337,7 +337,7 @@ pub fn iso8601(t: &DateTime<Utc>) -> String {
 mod tests {
     use super::*;
 
-    use crate::decode::time::test_context as ctx;
+    use crate::time::test_context as ctx;
 
     fn iso(text: &str) -> Option<String> {
         parse_cef_time(text, &ctx()).map(|t| iso8601(&t))
@@ -483,23 +483,5 @@ mod tests {
             Some(SenderZone::Fixed(_))
         ));
         assert_eq!(SenderZone::parse("Mars/Olympus"), None);
-    }
-
-    #[test]
-    fn a_named_zone_applies_to_rfc3164_headers() {
-        let c = TimeContext::new(
-            "2026-11-26T10:00:00Z".parse().unwrap(),
-            SenderZone::parse("America/New_York").unwrap(),
-        );
-        let h = crate::decode::syslog::parse("<13>Jul 15 12:00:00 host app: summer", &c);
-        assert_eq!(
-            h.timestamp.unwrap().to_rfc3339(),
-            "2026-07-15T16:00:00+00:00"
-        );
-        let h = crate::decode::syslog::parse("<13>Nov 26 04:00:00 host app: winter", &c);
-        assert_eq!(
-            h.timestamp.unwrap().to_rfc3339(),
-            "2026-11-26T09:00:00+00:00"
-        );
     }
 }

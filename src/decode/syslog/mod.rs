@@ -3,10 +3,12 @@
 //! We keep only what the Sentinel tables use, as slices of the input, and the raw structured
 //! data text, which has no column of its own.
 
+pub mod row;
+
 use chrono::{DateTime, Utc};
 use syslog_loose::{ProcId, Protocol, Variant};
 
-use super::time::{SenderZone, TimeContext};
+use crate::time::{SenderZone, TimeContext};
 
 /// The decoded syslog header of one message. Every text field borrows from the input.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +54,7 @@ pub(crate) fn offset_in(whole: &str, part: &str) -> Option<usize> {
 ///
 /// `syslog_loose` reads RFC 5424 and the common RFC 3164 shapes; the shapes it misreads are
 /// read first by [`rfc3164_variant`]: a PRI with no timestamp, fractional seconds, a zone and
-/// year after the time (the abbreviations of [`crate::decode::time::parse_zone`]), and a
+/// year after the time (the abbreviations of [`crate::time::parse_zone`]), and a
 /// time followed by `:` with no host (Cisco ASA).
 pub fn parse<'a>(text: &'a str, ctx: &TimeContext) -> SyslogHeader<'a> {
     if let Some(h) = rfc3164_variant(text, ctx) {
@@ -132,7 +134,7 @@ fn rfc3164_time<'a>(
     ctx: &TimeContext,
 ) -> Option<(Option<chrono::DateTime<Utc>>, &'a str)> {
     use chrono::NaiveDate;
-    let month = crate::decode::time::month_number(text.get(..3)?)?;
+    let month = crate::time::month_number(text.get(..3)?)?;
     let rest = text.get(3..)?.strip_prefix(' ')?.trim_start_matches(' ');
     let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
     let n = digits(rest);
@@ -177,7 +179,7 @@ fn rfc3164_time<'a>(
         let tail = &after[letters..];
         let named = (1..=4)
             .contains(&letters)
-            .then(|| crate::decode::time::parse_zone(&after[..letters]))
+            .then(|| crate::time::parse_zone(&after[..letters]))
             .flatten();
         if (1..=4).contains(&letters)
             && tail.starts_with(' ')
@@ -218,7 +220,7 @@ fn rfc3164_time<'a>(
 /// goes the general way, and a test checks that both agree on every fixture.
 pub(crate) fn pri_time_host<'a>(prefix: &'a str, ctx: &TimeContext) -> Option<SyslogHeader<'a>> {
     let (facility, severity, rest) = pri(prefix)?;
-    let month = crate::decode::time::month_number(rest.get(..3)?)?;
+    let month = crate::time::month_number(rest.get(..3)?)?;
     let rest = rest[3..].strip_prefix(' ')?.trim_start_matches(' ');
     let day_len = rest.bytes().take_while(u8::is_ascii_digit).count();
     if !(1..=2).contains(&day_len) {
@@ -237,7 +239,7 @@ pub(crate) fn pri_time_host<'a>(prefix: &'a str, ctx: &TimeContext) -> Option<Sy
     let (hour, min, sec) = (two(0)?, two(3)?, two(6)?);
     let host = rest[8..].strip_prefix(' ')?;
     if host.is_empty()
-        || crate::decode::time::is_zone_abbreviation(host)
+        || crate::time::is_zone_abbreviation(host)
         || !host
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
@@ -383,7 +385,7 @@ mod tests {
     use super::*;
     use chrono::FixedOffset;
 
-    use crate::decode::time::test_context as ctx;
+    use crate::time::test_context as ctx;
 
     #[test]
     fn rfc3164_with_tag_and_pid() {
@@ -518,5 +520,23 @@ mod tests {
         );
         assert_eq!((h.facility, h.severity), (Some("kern"), Some("emerg")));
         assert!(h.msg.starts_with("1990 Oct 22"), "{}", h.msg);
+    }
+
+    #[test]
+    fn a_named_zone_applies_to_rfc3164_headers() {
+        let c = crate::time::TimeContext::new(
+            "2026-11-26T10:00:00Z".parse().unwrap(),
+            crate::time::SenderZone::parse("America/New_York").unwrap(),
+        );
+        let h = parse("<13>Jul 15 12:00:00 host app: summer", &c);
+        assert_eq!(
+            h.timestamp.unwrap().to_rfc3339(),
+            "2026-07-15T16:00:00+00:00"
+        );
+        let h = parse("<13>Nov 26 04:00:00 host app: winter", &c);
+        assert_eq!(
+            h.timestamp.unwrap().to_rfc3339(),
+            "2026-11-26T09:00:00+00:00"
+        );
     }
 }

@@ -5,6 +5,8 @@
 //! tag behind any syslog header and reads the network fields of the messages listed in
 //! `grammars/cisco-asa-messages.tsv`; `record` turns the result into columns.
 
+pub mod row;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -176,7 +178,7 @@ struct Pattern {
     template: &'static str,
 }
 
-const TABLE: &str = include_str!("../../grammars/cisco-asa-messages.tsv");
+const TABLE: &str = include_str!("../../../grammars/cisco-asa-messages.tsv");
 
 /// The table by message ID. A malformed line is left out (and fails `table_is_well_formed`).
 static PATTERNS: LazyLock<HashMap<&'static str, Pattern>> = LazyLock::new(|| {
@@ -334,6 +336,44 @@ fn protocol(value: &str) -> Option<Cow<'_, str>> {
             Cow::Borrowed(value)
         },
     )
+}
+
+/// The Cisco ASA/FTD format: a `%ASA-n-id:` or `%FTD-n-id:` tag as the syslog TAG or at
+/// the start of MSG, behind any header.
+pub struct Cisco;
+
+/// The Cisco message in `message` and its header, with the fields the syslog parser took
+/// from the tag or after it dropped (the tag is no program name).
+pub fn recognise_message<'a>(
+    message: &crate::decode::Message<'a>,
+) -> Option<(SyslogHeader<'a>, CiscoMessage<'a>)> {
+    let text = message.text;
+    let mut header = message.header().clone();
+    let (at, cisco) = recognise(text, &header)?;
+    let before =
+        |s: Option<&'a str>| s.filter(|s| offset_in(text, s).is_some_and(|o| o + s.len() <= at));
+    header.hostname = before(header.hostname);
+    header.structured_data = before(header.structured_data);
+    header.appname = None;
+    header.procid = None;
+    header.msgid = None;
+    header.msg = &text[at..];
+    Some((header, cisco))
+}
+
+impl crate::decode::Format for Cisco {
+    fn name(&self) -> &'static str {
+        "cisco-asa"
+    }
+
+    fn row<'a>(
+        &self,
+        message: &crate::decode::Message<'a>,
+        cx: &crate::row::MapContext<'a>,
+    ) -> Option<crate::row::Row<'a>> {
+        let (header, cisco) = recognise_message(message)?;
+        Some(row::row(&header, cisco, cx))
+    }
 }
 
 #[cfg(test)]

@@ -1,29 +1,6 @@
 //! The CEF key dictionary, generated at build time from `grammars/cef-fields.tsv`.
 
-/// The type of a Sentinel column, which decides how a CEF value is converted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ColumnType {
-    String,
-    /// 32-bit integer.
-    Int,
-    /// 64-bit integer.
-    Long,
-    Real,
-    DateTime,
-}
-
-impl ColumnType {
-    /// The name used in `grammars/*.tsv` and in DCR stream declarations.
-    pub fn name(self) -> &'static str {
-        match self {
-            ColumnType::String => "string",
-            ColumnType::Int => "int",
-            ColumnType::Long => "long",
-            ColumnType::Real => "real",
-            ColumnType::DateTime => "datetime",
-        }
-    }
-}
+pub use crate::row::ColumnType;
 
 /// One row of `grammars/cef-fields.tsv`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
