@@ -7,20 +7,24 @@
 //! the next one owned or borrowed data, never a callback:
 //!
 //! ```text
-//! listen -> frame -> decode -> record -> filter -> batch -> buffer (memory | spool) -> sink
+//! listen -> frame -> decode (formats) -> record -> filter -> batch -> buffer (memory | spool) -> sink
 //! ```
 //!
 //! | stage | module | what it does |
 //! |---|---|---|
 //! | listen | [`listen`] | UDP, TCP and TLS sockets, limits, allowlist, PROXY headers ([`listen::proxy`]), peer address -> [`listen::FrameBatch`] |
 //! | frame | [`frame`] | octet-counting and newline framing of TCP/TLS streams |
-//! | decode | [`decode`] | syslog header ([`decode::syslog`], via `syslog_loose`), CEF record ([`decode::cef`], nom), Cisco ASA/FTD messages ([`decode::cisco`]), timestamps ([`decode::time`]) |
-//! | record | [`record`] | one decoded message -> one typed row; CEF keys mapped by the dictionary in `grammars/cef-fields.tsv`; problems recorded on the row |
+//! | decode | [`decode`] | the format seam: each format ([`decode::cef`], [`decode::cisco`]) recognises its messages, parses them and builds their row; [`decode::FORMATS`] is the order they are tried in; the rest become [`decode::syslog`] rows |
+//! | record | [`record`] | raw bytes -> the format's row, plus what every row gets (UTF-8 and truncation problems, event ID, diagnostics), counted |
 //! | filter | [`filter`] | per output: which rows it takes (a KQL `where`) and which columns it drops (`project_away`) |
 //! | (thread) | [`worker`] | the decode stage: frame batches -> decode -> record -> batch, one thread per core |
 //! | batch | [`batch`] | rows routed per table, flushed by rows, bytes and age |
 //! | buffer | [`buffer`] | the one hand-over to the output: in memory, or in the [`spool`] (checksummed chunks on disk until the API confirms them); leases acknowledged or kept |
 //! | sink | [`sink`] | stdout, files, the Logs Ingestion and Data Collector APIs, all run by one driver (retries, splitting, dead letters, shutdown) |
+//!
+//! Below the stages: [`row`] holds what formats produce and later stages read (the row, its
+//! typed values, problems, the generated column names, the JSON writer), and [`time`] reads
+//! and writes timestamps.
 //!
 //! [`budget`] is the memory budget every stage from the socket read to the buffer charges
 //! (back-pressure, and the bound on what a crash can lose). [`run`] wires the stages into the
