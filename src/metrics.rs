@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::record::{ProblemCounts, ProblemKind};
+use crate::record::{PROBLEM_KINDS, ProblemCounts};
 
 /// Every counter cefgate keeps. Names are those printed in reports.
 #[derive(Debug, Default)]
@@ -59,7 +59,7 @@ pub struct Metrics {
     pub rows_cef: AtomicU64,
     pub rows_syslog: AtomicU64,
     pub rows_with_problems: AtomicU64,
-    pub problems: [AtomicU64; ProblemKind::ALL.len()],
+    pub problems: [AtomicU64; PROBLEM_KINDS.len()],
     pub batches_written: AtomicU64,
     pub output_errors: AtomicU64,
     /// Rows of a route that is turned off (empty stream or log type).
@@ -287,8 +287,8 @@ impl Metrics {
     /// Folds a worker's local problem counts into the shared ones.
     pub fn add_problems(&self, counts: &ProblemCounts) {
         Self::add(&self.rows_with_problems, counts.rows_with_problems);
-        for kind in ProblemKind::ALL {
-            Self::add(&self.problems[kind as usize], counts.get(kind));
+        for (i, kind) in PROBLEM_KINDS.into_iter().enumerate() {
+            Self::add(&self.problems[i], counts.get(kind));
         }
     }
 
@@ -653,12 +653,12 @@ impl Metrics {
         for (name, _, _, value) in self.scalars() {
             let _ = writeln!(out, "cefgate_{name} {value}");
         }
-        for kind in ProblemKind::ALL {
+        for (i, kind) in PROBLEM_KINDS.into_iter().enumerate() {
             let _ = writeln!(
                 out,
                 "cefgate_problems{{kind=\"{}\"}} {}",
                 kind.name(),
-                Self::get(&self.problems[kind as usize])
+                Self::get(&self.problems[i])
             );
         }
         out

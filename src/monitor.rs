@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::budget::MemoryBudget;
 use crate::listen::FrameBatch;
 use crate::metrics::{Kind, Metrics};
-use crate::record::ProblemKind;
+use crate::record::PROBLEM_KINDS;
 
 mod endpoint;
 pub use endpoint::{Access, HEADER_READ_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, serve};
@@ -175,12 +175,13 @@ impl Collector for Exporter {
             "1 when /ready answers 200",
             i64::from(monitor.ready().is_ok()),
         )?;
-        let problems: Vec<_> = ProblemKind::ALL
+        let problems: Vec<_> = PROBLEM_KINDS
             .iter()
-            .map(|k| {
+            .enumerate()
+            .map(|(i, k)| {
                 (
                     vec![("kind", k.name().to_string())],
-                    Metrics::get(&metrics.problems[*k as usize]),
+                    Metrics::get(&metrics.problems[i]),
                 )
             })
             .collect();

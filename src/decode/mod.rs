@@ -63,6 +63,10 @@ pub trait Format: Sync {
 /// row. CEF comes first because its marker can follow any header, Cisco's tags included.
 pub static FORMATS: &[&dyn Format] = &[&cef::Cef, &cisco::Cisco];
 
+/// The problem kinds each format defines, beside [`crate::row::COMMON_PROBLEMS`].
+pub const FORMAT_PROBLEMS: &[&[crate::row::ProblemKind]] =
+    &[syslog::PROBLEMS, cef::PROBLEMS, cisco::PROBLEMS];
+
 /// The row of one message: the first format's that recognises it, else a `Syslog` row.
 pub fn row<'a>(text: &'a str, cx: &MapContext<'a>) -> Row<'a> {
     let message = Message::new(text, cx.rx.time);

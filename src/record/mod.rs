@@ -7,6 +7,7 @@
 //! a broken CEF record keeps its raw text, and each such problem is written to the row and
 //! counted by the caller.
 
+mod problems;
 pub mod schema;
 
 use std::borrow::Cow;
@@ -15,10 +16,11 @@ use std::fmt::Write as _;
 use crate::decode;
 pub use crate::decode::cef::{ColumnType, FIELDS, FieldSpec, lookup};
 pub use crate::row::{
-    DIAGNOSTICS_COLUMN, EVENT_ID_COLUMN, MapContext, Problem, ProblemCounts, ProblemKind,
-    RECEIVED_TIME_COLUMN, Reception, RecordSettings, Row, Table, TimeSource, Value, event_id,
-    write_json, write_json_where,
+    DIAGNOSTICS_COLUMN, EVENT_ID_COLUMN, MapContext, Problem, ProblemKind, RECEIVED_TIME_COLUMN,
+    Reception, RecordSettings, Row, Table, TimeSource, Value, event_id, write_json,
+    write_json_where,
 };
+pub use problems::{PROBLEM_KINDS, ProblemCounts, kind_index};
 
 /// Turns decoded messages into rows.
 #[derive(Debug, Clone)]
@@ -79,7 +81,7 @@ impl RowBuilder {
             row.problems.insert(
                 0,
                 Problem {
-                    kind: ProblemKind::InvalidUtf8,
+                    kind: ProblemKind::INVALID_UTF8,
                     detail: None,
                 },
             );
@@ -88,7 +90,7 @@ impl RowBuilder {
             row.problems.insert(
                 0,
                 Problem {
-                    kind: ProblemKind::MessageTruncated,
+                    kind: ProblemKind::MESSAGE_TRUNCATED,
                     detail: None,
                 },
             );

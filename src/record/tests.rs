@@ -78,9 +78,9 @@ fn unknown_keys_and_misfits_go_to_additional_extensions() {
     assert_eq!(
         kinds,
         vec![
-            ProblemKind::ValueType,
-            ProblemKind::ValueType,
-            ProblemKind::ValueType,
+            ProblemKind::VALUE_TYPE,
+            ProblemKind::VALUE_TYPE,
+            ProblemKind::VALUE_TYPE,
         ]
     );
     let Some(Value::Str(diag)) = row.get(DIAGNOSTICS_COLUMN) else {
@@ -110,7 +110,7 @@ fn duplicate_keys_keep_first_in_column_rest_in_extensions() {
         row.get("AdditionalExtensions"),
         Some(&Value::Str(Cow::Owned("src=2.2.2.2".into())))
     );
-    assert_eq!(row.problems[0].kind, ProblemKind::DuplicateKey);
+    assert_eq!(row.problems[0].kind, ProblemKind::DUPLICATE_KEY);
 }
 
 #[test]
@@ -156,7 +156,7 @@ fn start_and_end_stay_in_additional_extensions_and_may_still_be_the_time() {
     assert!(row.problems.is_empty(), "{:?}", row.problems);
     let by_end = builder(vec![TimeSource::End, TimeSource::Received]);
     let row = by_end.build("CEF:0|V|P|1|1|n|1|end=yesterday", false, &rx(None));
-    assert_eq!(row.problems[0].kind, ProblemKind::BadTimestamp);
+    assert_eq!(row.problems[0].kind, ProblemKind::BAD_TIMESTAMP);
     assert_eq!(
         row.get("TimeGenerated"),
         Some(&Value::Time(rx(None).time.received_at))
@@ -217,7 +217,7 @@ fn broken_cef_keeps_raw_text() {
         Some(&s("CEF:0|Vendor|Product|src=1.2.3.4"))
     );
     assert_eq!(row.get("Computer"), Some(&s("fw")));
-    assert_eq!(row.problems[0].kind, ProblemKind::CefHeaderIncomplete);
+    assert_eq!(row.problems[0].kind, crate::decode::cef::HEADER_INCOMPLETE);
 }
 
 #[test]
@@ -255,7 +255,7 @@ fn syslog_without_header_is_user_notice_and_flagged() {
     let kinds: Vec<_> = row.problems.iter().map(|p| p.kind).collect();
     assert_eq!(
         kinds,
-        vec![ProblemKind::InvalidUtf8, ProblemKind::NoSyslogHeader]
+        vec![ProblemKind::INVALID_UTF8, crate::decode::syslog::NO_HEADER]
     );
 }
 
@@ -271,8 +271,8 @@ fn problem_counts() {
         counts.record(&b.build(line, false, &rx(None)).problems);
     }
     assert_eq!(counts.rows_with_problems, 2);
-    assert_eq!(counts.get(ProblemKind::ValueType), 2);
-    assert_eq!(counts.get(ProblemKind::NoSyslogHeader), 1);
+    assert_eq!(counts.get(ProblemKind::VALUE_TYPE), 2);
+    assert_eq!(counts.get(crate::decode::syslog::NO_HEADER), 1);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 
 pub use json::{write_json, write_json_where};
-pub use problem::{DIAGNOSTICS_COLUMN, Problem, ProblemCounts, ProblemKind};
+pub use problem::{COMMON_PROBLEMS, DIAGNOSTICS_COLUMN, Problem, ProblemKind};
 pub use schema::{ColumnType, columns};
 
 use crate::time::TimeContext;

@@ -9,6 +9,7 @@ pub mod fields;
 mod header;
 pub mod row;
 
+use crate::row::ProblemKind;
 use std::borrow::Cow;
 use std::sync::LazyLock;
 
@@ -592,6 +593,13 @@ impl crate::decode::Format for Cef {
         Some(row::row(&found.header, found.event, found.text, cx))
     }
 }
+
+/// A CEF record with fewer than seven header fields; the raw text is kept in `Message`.
+pub const HEADER_INCOMPLETE: ProblemKind = ProblemKind::new("cef-header-incomplete");
+/// Text after the CEF header that belongs to no key; kept in `AdditionalExtensions`.
+pub const TEXT_WITHOUT_KEY: ProblemKind = ProblemKind::new("cef-text-without-key");
+/// The problem kinds of this format.
+pub const PROBLEMS: &[ProblemKind] = &[HEADER_INCOMPLETE, TEXT_WITHOUT_KEY];
 
 #[cfg(test)]
 mod tests;

@@ -63,7 +63,7 @@ pub fn row<'a>(
     }
     if let Some(detail) = broken {
         problems.push(Problem {
-            kind: ProblemKind::CefHeaderIncomplete,
+            kind: super::HEADER_INCOMPLETE,
             detail: Some(detail),
         });
     }
@@ -76,7 +76,7 @@ pub fn row<'a>(
     if let Some(text) = pairs.take_unkeyed() {
         extra.push("cefgateUnkeyed", text);
         problems.push(Problem {
-            kind: ProblemKind::CefTextWithoutKey,
+            kind: super::TEXT_WITHOUT_KEY,
             detail: None,
         });
     }
@@ -97,7 +97,7 @@ pub fn row<'a>(
             *time = crate::time::parse_cef_time(&raw.as_stored(), &cx.rx.time);
             if time.is_none() {
                 problems.push(Problem {
-                    kind: ProblemKind::BadTimestamp,
+                    kind: ProblemKind::BAD_TIMESTAMP,
                     detail: Some(format!("{key} is not a time cefgate reads")),
                 });
             }
@@ -107,7 +107,7 @@ pub fn row<'a>(
         if seen[word] & bit != 0 {
             extra.push(key, raw.as_written());
             problems.push(Problem {
-                kind: ProblemKind::DuplicateKey,
+                kind: ProblemKind::DUPLICATE_KEY,
                 detail: Some(key.to_string()),
             });
             continue;
@@ -180,19 +180,19 @@ fn convert<'a>(
         ColumnType::String => Ok(Value::Str(value)),
         ColumnType::Int => match t.parse::<i32>() {
             Ok(n) => Ok(Value::Int(n.into())),
-            Err(_) => Err((value, ProblemKind::ValueType)),
+            Err(_) => Err((value, ProblemKind::VALUE_TYPE)),
         },
         ColumnType::Long => match t.parse::<i64>() {
             Ok(n) => Ok(Value::Int(n)),
-            Err(_) => Err((value, ProblemKind::ValueType)),
+            Err(_) => Err((value, ProblemKind::VALUE_TYPE)),
         },
         ColumnType::Real => match t.parse::<f64>() {
             Ok(x) if x.is_finite() => Ok(Value::Real(x)),
-            _ => Err((value, ProblemKind::ValueType)),
+            _ => Err((value, ProblemKind::VALUE_TYPE)),
         },
         ColumnType::DateTime => match crate::time::parse_cef_time(t, time) {
             Some(ts) => Ok(Value::Time(ts)),
-            None => Err((value, ProblemKind::BadTimestamp)),
+            None => Err((value, ProblemKind::BAD_TIMESTAMP)),
         },
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod row;
 
+use crate::row::ProblemKind;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -375,6 +376,12 @@ impl crate::decode::Format for Cisco {
         Some(row::row(&header, cisco, cx))
     }
 }
+
+/// A Cisco ASA/FTD message whose ID has network fields in `grammars/cisco-asa-messages.tsv`
+/// but whose text has another shape; the row keeps the text in `Message` without them.
+pub const FIELDS_UNREAD: ProblemKind = ProblemKind::new("cisco-fields-unread");
+/// The problem kinds of this format.
+pub const PROBLEMS: &[ProblemKind] = &[FIELDS_UNREAD];
 
 #[cfg(test)]
 mod tests {

@@ -5,9 +5,7 @@ use std::borrow::Cow;
 use super::{CiscoMessage, Fields, log_severity};
 use crate::decode::cef::action;
 use crate::decode::syslog::SyslogHeader;
-use crate::row::{
-    MapContext, Problem, ProblemKind, Row, Table, TimeSources, Value, columns as col, str_value,
-};
+use crate::row::{MapContext, Problem, Row, Table, TimeSources, Value, columns as col, str_value};
 
 /// The Cisco levels as `OriginalLogSeverity` text, without formatting per row.
 const LEVEL_DIGITS: [&str; 8] = ["0", "1", "2", "3", "4", "5", "6", "7"];
@@ -57,7 +55,7 @@ pub fn row<'a>(
     match message.fields {
         Fields::NotListed => {}
         Fields::Unread => problems.push(Problem {
-            kind: ProblemKind::CiscoFieldsUnread,
+            kind: super::FIELDS_UNREAD,
             detail: Some(format!("{} is not in its documented shape", message.id)),
         }),
         Fields::Read(f) => {

@@ -5,6 +5,7 @@
 
 pub mod row;
 
+use crate::row::ProblemKind;
 use chrono::{DateTime, Utc};
 use syslog_loose::{ProcId, Protocol, Variant};
 
@@ -379,6 +380,15 @@ fn raw_structured_data<'a>(text: &'a str, first_id: &'a str, msg: &'a str) -> Op
     };
     Some(text[start..end].trim_end())
 }
+
+/// The message was empty.
+pub const EMPTY_MESSAGE: ProblemKind = ProblemKind::new("empty-message");
+/// A plain message had no syslog header (no PRI, no timestamp): treated as user.notice.
+pub const NO_HEADER: ProblemKind = ProblemKind::new("no-syslog-header");
+/// A syslog PROCID that is not a number (the Syslog table's ProcessID is an int).
+pub const PROCID_NOT_NUMBER: ProblemKind = ProblemKind::new("procid-not-number");
+/// The problem kinds of this format.
+pub const PROBLEMS: &[ProblemKind] = &[EMPTY_MESSAGE, NO_HEADER, PROCID_NOT_NUMBER];
 
 #[cfg(test)]
 mod tests {

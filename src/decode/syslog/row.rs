@@ -4,9 +4,7 @@
 use std::borrow::Cow;
 
 use super::{ProcessId, SyslogHeader};
-use crate::row::{
-    MapContext, Problem, ProblemKind, Row, Table, TimeSources, Value, columns as col, str_value,
-};
+use crate::row::{MapContext, Problem, Row, Table, TimeSources, Value, columns as col, str_value};
 
 /// Syslog `HostIP` when the sender's address is not known, as Microsoft's agent writes it.
 const UNKNOWN_IP: &str = "Unknown IP";
@@ -32,12 +30,12 @@ pub fn row<'a>(header: &SyslogHeader<'a>, text: &'a str, cx: &MapContext<'a>) ->
     columns.push((col::COLLECTOR_HOST_NAME, cx.collector()));
     if text.is_empty() {
         problems.push(Problem {
-            kind: ProblemKind::EmptyMessage,
+            kind: super::EMPTY_MESSAGE,
             detail: None,
         });
     } else if !header.has_header() {
         problems.push(Problem {
-            kind: ProblemKind::NoSyslogHeader,
+            kind: super::NO_HEADER,
             detail: None,
         });
     }
@@ -54,7 +52,7 @@ pub fn row<'a>(header: &SyslogHeader<'a>, text: &'a str, cx: &MapContext<'a>) ->
     match header.procid {
         Some(ProcessId::Number(n)) => columns.push((col::PROCESS_ID, Value::Int(n.into()))),
         Some(ProcessId::Text(t)) => problems.push(Problem {
-            kind: ProblemKind::ProcessIdNotNumber,
+            kind: super::PROCID_NOT_NUMBER,
             detail: Some(format!("procid {t:?}")),
         }),
         None => {}
