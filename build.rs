@@ -9,6 +9,33 @@ use std::{env, fs, path::Path};
 fn main() {
     cef_fields();
     row_columns();
+    check_tables();
+}
+
+/// The grammar tables the code reads at run time (`include_str!`): every line has its
+/// number of tab-separated fields, so a bad row fails the build, as a bad row of the tables
+/// above does.
+fn check_tables() {
+    for (src, fields) in [
+        ("grammars/cisco-asa-messages.tsv", 4),
+        ("grammars/simplified-device-action.tsv", 2),
+        ("grammars/common-security-log.tsv", 2),
+        ("grammars/dcr-transform-kql.tsv", 2),
+    ] {
+        println!("cargo:rerun-if-changed={src}");
+        let text = fs::read_to_string(src).unwrap_or_else(|e| panic!("{src}: {e}"));
+        for (lineno, line) in text.lines().enumerate() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let found = line.split('\t').count();
+            assert!(
+                found == fields && line.split('\t').all(|f| !f.trim().is_empty()),
+                "{src}:{}: expected {fields} non-empty tab-separated fields, found {found}",
+                lineno + 1
+            );
+        }
+    }
 }
 
 fn column_kind(src: &str, lineno: usize, column_type: &str) -> &'static str {
