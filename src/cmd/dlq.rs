@@ -12,14 +12,8 @@ use cefgate::sink::Destination;
 
 use super::{InvalidConfig, load};
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    action: Action,
-}
-
 #[derive(clap::Subcommand)]
-enum Action {
+pub enum Action {
     /// Count dead-lettered rows by route and error (reads only the local file: no secret
     /// needed).
     List {
@@ -50,8 +44,8 @@ pub enum Error {
     NoAzureOutput,
 }
 
-pub fn execute(args: Args) -> Result<(), Error> {
-    match args.action {
+pub fn execute(action: Action) -> Result<(), Error> {
+    match action {
         Action::List { config } => list(&config),
         Action::Replay {
             config,

@@ -3,8 +3,10 @@
 //! command with its arguments, what it does and its error.
 //!
 //! Each command returns a typed error; `main` prints it once as `cefgate: ...` and exits
-//! with status 1. Argument values are parsed by the library types' `FromStr` (time zones,
-//! `TimeGenerated` sources, `where` predicates), the same parsers the configuration uses.
+//! with status 1. Values the configuration takes too (`convert --timezone`,
+//! `--time-generated`, `--where`) reach the command as text and are read with the library
+//! type's `FromStr`, the parser and message the configuration uses: as a clap value parser
+//! they would be usage errors instead (clap's wording, status 2).
 
 use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
@@ -63,9 +65,11 @@ pub enum Command {
     #[cfg(feature = "emulator")]
     Emulate(emulate::Args),
     /// Work on a spool without receiving anything.
-    Spool(spool::Args),
+    #[command(subcommand)]
+    Spool(spool::Action),
     /// Inspect or resend the rows the service refused for good (the dead-letter queue).
-    Dlq(dlq::Args),
+    #[command(subcommand)]
+    Dlq(dlq::Action),
     /// Write the man page (cefgate.1) and shell completions (bash, zsh, fish) into a folder,
     /// for packages.
     #[command(hide = true)]
@@ -107,8 +111,8 @@ impl Command {
             Command::Replay(args) => replay::execute(args)?,
             #[cfg(feature = "emulator")]
             Command::Emulate(args) => emulate::execute(args)?,
-            Command::Spool(args) => spool::execute(args)?,
-            Command::Dlq(args) => dlq::execute(args)?,
+            Command::Spool(action) => spool::execute(action)?,
+            Command::Dlq(action) => dlq::execute(action)?,
             Command::Assets(args) => assets::execute(&args)?,
             Command::DcrTemplate(args) => dcr_template::execute(&args),
         }

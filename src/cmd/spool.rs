@@ -10,14 +10,8 @@ use cefgate::buffer::BufferSettings;
 
 use super::{InvalidConfig, load};
 
-#[derive(clap::Args)]
-pub struct Args {
-    #[command(subcommand)]
-    action: Action,
-}
-
 #[derive(clap::Subcommand)]
-enum Action {
+pub enum Action {
     /// Deliver what a stopped instance left in its spool (a pod scaled away, a host
     /// retired), then exit: 0 when the spool is empty afterwards.
     Drain {
@@ -42,11 +36,11 @@ pub enum Error {
     Left(usize),
 }
 
-pub fn execute(args: Args) -> Result<(), Error> {
+pub fn execute(action: Action) -> Result<(), Error> {
     let Action::Drain {
         config,
         timeout_secs,
-    } = args.action;
+    } = action;
     let (_, resolved) = load(Some(&config))?;
     if !resolved
         .outputs
