@@ -1119,14 +1119,11 @@ impl Config {
         );
         let mut time_generated = Vec::new();
         for name in &self.record.time_generated {
-            match TimeSource::parse(name.get_ref()) {
-                Some(t) => time_generated.push(t),
-                None => problems.push(at.problem(
+            match name.get_ref().parse::<TimeSource>() {
+                Ok(t) => time_generated.push(t),
+                Err(e) => problems.push(at.problem(
                     Some(name.span()),
-                    format!(
-                        "unknown time_generated source {:?} (use received, rt, end, start, syslog)",
-                        name.get_ref()
-                    ),
+                    format!("unknown time_generated source {e}"),
                 )),
             }
         }
@@ -1702,14 +1699,8 @@ impl OutputConfig {
 
 /// A `timezone` value, or a problem reported where it is.
 fn zone(z: &Spanned<String>, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>) -> SenderZone {
-    SenderZone::parse(z.get_ref()).unwrap_or_else(|| {
-        problems.push(at.problem(
-            Some(z.span()),
-            format!(
-                "timezone {:?} is not UTC, local, an IANA zone such as Europe/Berlin or an offset such as +01:00",
-                z.get_ref()
-            ),
-        ));
+    z.get_ref().parse().unwrap_or_else(|e| {
+        problems.push(at.problem(Some(z.span()), format!("timezone {e}")));
         SenderZone::default()
     })
 }

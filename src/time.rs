@@ -21,6 +21,21 @@ impl Default for SenderZone {
     }
 }
 
+/// A zone name [`SenderZone`] does not know. Says what is accepted; the caller names the
+/// setting before it (`timezone "Mars/Base" is not ...`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not UTC, local, an IANA zone such as Europe/Berlin or an offset such as +01:00")]
+pub struct UnknownZone(pub String);
+
+/// [`SenderZone::parse`], for `[record] timezone`, a listener's zones and `--timezone`.
+impl std::str::FromStr for SenderZone {
+    type Err = UnknownZone;
+
+    fn from_str(text: &str) -> Result<Self, UnknownZone> {
+        SenderZone::parse(text).ok_or_else(|| UnknownZone(text.to_string()))
+    }
+}
+
 impl SenderZone {
     /// `local`, an IANA name (`Europe/Berlin`), `UTC` or an offset (`+01:00`).
     pub fn parse(text: &str) -> Option<Self> {

@@ -44,6 +44,33 @@ impl Predicate {
     }
 }
 
+/// [`Predicate::parse`] for text that stands alone (`convert --where`): the error keeps the
+/// text, to show the place under it.
+impl std::str::FromStr for Predicate {
+    type Err = PredicateError;
+
+    fn from_str(text: &str) -> Result<Predicate, PredicateError> {
+        Predicate::parse(text).map_err(|error| PredicateError {
+            text: text.to_string(),
+            error,
+        })
+    }
+}
+
+/// A predicate that does not parse, with its text: shown as the message, then the text on
+/// its own line with a caret under the place.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}\n  {text}\n  {}^", " ".repeat(chars_before(.text, .error.offset)))]
+pub struct PredicateError {
+    pub text: String,
+    pub error: ParseError,
+}
+
+/// How many characters of `text` stand before byte `offset`.
+fn chars_before(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].chars().count()
+}
+
 /// The column `name` names in either table, as the row builder spells it.
 pub fn column(name: &str) -> Option<&'static str> {
     schema::common_security_log()

@@ -164,6 +164,22 @@ fn errors_say_what_was_expected_and_where() {
 }
 
 #[test]
+fn a_predicate_read_from_text_shows_the_place_under_it() {
+    let e = "Déviçe == 'x' or".parse::<Predicate>().expect_err("bad");
+    assert_eq!(
+        e.to_string(),
+        "unknown column `Déviçe` (a CommonSecurityLog or Syslog column, spelled as in the table)\n  Déviçe == 'x' or\n  ^"
+    );
+    let e = "Computer == 'é' or".parse::<Predicate>().expect_err("bad");
+    assert!(
+        e.to_string()
+            .ends_with("\n  Computer == 'é' or\n                    ^"),
+        "{e}"
+    );
+    assert!("Computer == 'x'".parse::<Predicate>().is_ok());
+}
+
+#[test]
 fn project_away_keeps_time_generated() {
     assert!(ProjectAway::new(&["AdditionalExtensions", "Message"]).is_ok());
     assert_eq!(

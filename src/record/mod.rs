@@ -17,8 +17,8 @@ use crate::decode;
 pub use crate::decode::cef::{ColumnType, FIELDS, FieldSpec, lookup};
 pub use crate::row::{
     DIAGNOSTICS_COLUMN, EVENT_ID_COLUMN, MapContext, Problem, ProblemKind, RECEIVED_TIME_COLUMN,
-    Reception, RecordSettings, Row, Table, TimeSource, Value, event_id, write_json,
-    write_json_where,
+    Reception, RecordSettings, Row, Table, TimeSource, UnknownTimeSource, Value, event_id,
+    write_json, write_json_where,
 };
 pub use problems::{PROBLEM_KINDS, ProblemCounts, kind_index};
 

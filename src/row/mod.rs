@@ -95,6 +95,21 @@ impl TimeSource {
     }
 }
 
+/// A `TimeGenerated` source [`TimeSource`] does not know: its name and the ones accepted
+/// (`"bogus" (use received, ...)`); the caller says what was unknown before it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} (use received, rt, end, start, syslog)")]
+pub struct UnknownTimeSource(pub String);
+
+/// [`TimeSource::parse`], for `[record] time_generated` and `--time-generated`.
+impl std::str::FromStr for TimeSource {
+    type Err = UnknownTimeSource;
+
+    fn from_str(name: &str) -> Result<Self, UnknownTimeSource> {
+        TimeSource::parse(name).ok_or_else(|| UnknownTimeSource(name.to_string()))
+    }
+}
+
 /// How rows are built: the settings that are not in the message.
 #[derive(Debug, Clone)]
 pub struct RecordSettings {
