@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::Batch;
 use crate::metrics::Metrics;
 use crate::record::Table;
+use crate::run::shutdown::Deadline;
 use crate::sink::dead_letter::{self, DeadLetterError, DeadLetterQueue, Taken};
 use crate::sink::{self, Destination, OutputSettings, OutputSetupError};
 
@@ -357,14 +358,9 @@ pub fn replay(output: &OutputSettings, timeout: Duration) -> Result<ReplayOutcom
             rows += 1;
         }
     }
-    runtime.block_on(async {
-        let timer = {
-            let give_up = give_up.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(timeout).await;
-                give_up.cancel();
-            })
-        };
+    // Rows still undelivered at the deadline are given up: back to the queue.
+    let deadline = Deadline::after(timeout, &give_up);
+    let sends = async {
         for (table, body, from) in bodies.into_values() {
             let batch = Batch {
                 table,
@@ -378,8 +374,8 @@ pub fn replay(output: &OutputSettings, timeout: Duration) -> Result<ReplayOutcom
                 rows -= batch.rows;
             }
         }
-        timer.abort();
-    });
+    };
+    runtime.block_on(deadline.settle(sends, None, || {}));
     let outcome = |kept| ReplayOutcome {
         rows,
         delivered: Metrics::get(&metrics.rows_delivered),
