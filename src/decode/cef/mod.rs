@@ -563,19 +563,28 @@ pub struct Found<'a> {
     pub text: &'a str,
 }
 
+/// Where the CEF record in `text` starts, and whether a `CEF:<n>|` marker opens it.
+#[inline]
+fn locate(text: &str) -> Option<(usize, bool)> {
+    match find_marker(text) {
+        Some(at) => Some((at, true)),
+        None => find_unmarked(text).map(|at| (at, false)),
+    }
+}
+
 /// The CEF record in `message`, if it carries one.
 pub fn recognise<'a>(message: &crate::decode::Message<'a>) -> Option<Found<'a>> {
     let text = message.text;
-    let (at, event) = if let Some(at) = find_marker(text) {
-        (at, parse(&text[at..]))
-    } else {
-        let at = find_unmarked(text)?;
-        (at, parse_unmarked(&text[at..]))
-    };
+    let (at, marked) = locate(text)?;
+    let record = &text[at..];
     Some(Found {
         header: header::header_before(text, at, message.time()),
-        event,
-        text: &text[at..],
+        event: if marked {
+            parse(record)
+        } else {
+            parse_unmarked(record)
+        },
+        text: record,
     })
 }
 
@@ -589,8 +598,18 @@ impl crate::decode::Format for Cef {
         message: &crate::decode::Message<'a>,
         cx: &crate::row::MapContext<'a>,
     ) -> Option<crate::row::Row<'a>> {
-        let found = recognise(message)?;
-        Some(row::row(&found.header, found.event, found.text, cx))
+        // The same steps as [`recognise`], without moving the record through a `Found`
+        // (a copy of a few hundred bytes per message, measurable in `benches/decode.rs`).
+        let text = message.text;
+        let (at, marked) = locate(text)?;
+        let record = &text[at..];
+        let header = header::header_before(text, at, message.time());
+        let event = if marked {
+            parse(record)
+        } else {
+            parse_unmarked(record)
+        };
+        Some(row::row(&header, event, record, cx))
     }
 }
 
