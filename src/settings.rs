@@ -1,7 +1,7 @@
 //! What every component's settings module shares with the configuration shell: the problem
 //! type with its FILE:LINE:COL, the locator that finds a key's place in the file, and small
 //! checks (ranges, CIDR lists, zones, secret files). Low on purpose: it imports no component
-//! settings and not `crate::config`, so a component's `config` module and the shell can both
+//! settings and not the configuration shell, so a component's `config` module and the shell can both
 //! use it.
 
 use std::fmt;

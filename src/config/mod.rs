@@ -6,12 +6,11 @@
 
 //!
 //! This is the shell: it reads the file, hands each section to the settings module of its
-//! component (`listener`, `output`, ...), collects every problem in file order, and gathers
+//! component (`listen::config`, `output`, ...), collects every problem in file order, and gathers
 //! the typed settings into [`Resolved`]. What the problems and locations are lives in
 //! [`crate::settings`], which the components use too.
 
 mod batch;
-mod listener;
 mod metrics;
 mod output;
 mod paths;
@@ -31,14 +30,14 @@ use crate::decode::time::SenderZone;
 pub use crate::frame::{Framing, Oversize};
 use crate::listen::ListenerSettings;
 pub use crate::listen::Protocol;
+use crate::listen::config::overlaps;
+pub use crate::listen::config::{ListenerConfig, MAX_MESSAGE_BYTES};
 use crate::record::TimeSource;
 pub use crate::settings::ConfigProblem;
 use crate::settings::{Locator, open_to_others};
 use crate::sink::OutputSettings;
 use crate::spool::SpoolSettings;
 pub use batch::BatchConfig;
-use listener::overlaps;
-pub use listener::{ListenerConfig, MAX_MESSAGE_BYTES};
 pub use metrics::MetricsConfig;
 pub use output::{CredentialKind, OutputConfig, OutputKind};
 pub use paths::{set_state_folder, state_folder};
