@@ -6,13 +6,12 @@
 
 //!
 //! This is the shell: it reads the file, hands each section to the settings module of its
-//! component (`listen::config`, `output`, ...), collects every problem in file order, and gathers
+//! component (`listen::config`, `sink::config`, ...), collects every problem in file order, and gathers
 //! the typed settings into [`Resolved`]. What the problems and locations are lives in
 //! [`crate::settings`], which the components use too.
 
 mod batch;
 mod metrics;
-mod output;
 mod paths;
 mod sections;
 mod spool;
@@ -36,10 +35,10 @@ use crate::record::TimeSource;
 pub use crate::settings::ConfigProblem;
 use crate::settings::{Locator, open_to_others};
 use crate::sink::OutputSettings;
+pub use crate::sink::config::{CredentialKind, OutputConfig, OutputKind};
 use crate::spool::SpoolSettings;
 pub use batch::BatchConfig;
 pub use metrics::MetricsConfig;
-pub use output::{CredentialKind, OutputConfig, OutputKind};
 pub use paths::{set_state_folder, state_folder};
 pub use sections::{LogConfig, PipelineConfig, RecordConfig};
 pub use spool::SpoolConfig;
@@ -293,7 +292,7 @@ impl Config {
         }
         let names = self.output_names();
         for (i, output) in self.output.iter().enumerate() {
-            output::check(output, i, self.output.len() > 1, at, &mut problems);
+            crate::sink::config::check(output, i, self.output.len() > 1, at, &mut problems);
             if names[..i].contains(&names[i]) {
                 let span = output
                     .get_ref()
