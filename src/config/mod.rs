@@ -10,8 +10,6 @@
 //! the typed settings into [`Resolved`]. What the problems and locations are lives in
 //! [`crate::settings`], which the components use too.
 
-mod batch;
-mod metrics;
 mod paths;
 mod sections;
 mod spool;
@@ -24,6 +22,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::auth::Secret;
+pub use crate::batch::config::BatchConfig;
 use crate::buffer::BufferSettings;
 use crate::decode::time::SenderZone;
 pub use crate::frame::{Framing, Oversize};
@@ -31,14 +30,13 @@ use crate::listen::ListenerSettings;
 pub use crate::listen::Protocol;
 use crate::listen::config::overlaps;
 pub use crate::listen::config::{ListenerConfig, MAX_MESSAGE_BYTES};
+pub use crate::monitor::config::MetricsConfig;
 use crate::record::TimeSource;
 pub use crate::settings::ConfigProblem;
 use crate::settings::{Locator, open_to_others};
 use crate::sink::OutputSettings;
 pub use crate::sink::config::{CredentialKind, OutputConfig, OutputKind};
 use crate::spool::SpoolSettings;
-pub use batch::BatchConfig;
-pub use metrics::MetricsConfig;
 pub use paths::{set_state_folder, state_folder};
 pub use sections::{LogConfig, PipelineConfig, RecordConfig};
 pub use spool::SpoolConfig;
