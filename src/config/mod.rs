@@ -106,6 +106,22 @@ impl<O> RawConfig<O> {
     }
 }
 
+/// A file's name (as problems give it) and text; one that cannot be read is a problem.
+fn read_file(path: &Path) -> Result<(String, String), ConfigError> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok((name, text)),
+        Err(e) => Err(ConfigError {
+            problems: vec![ConfigProblem {
+                file: name,
+                line: 0,
+                column: 0,
+                message: format!("cannot read the configuration: {e}"),
+            }],
+        }),
+    }
+}
+
 /// Reads the TOML into a [`Config`], taking `[output]` or `[[output]]`.
 fn read_toml(text: &str) -> Result<Config, toml::de::Error> {
     let several = text
@@ -235,30 +251,14 @@ impl Config {
 
     /// Reads, parses and validates a file.
     pub fn load(path: &Path) -> Result<(Config, Resolved), ConfigError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            problems: vec![ConfigProblem {
-                file: name.clone(),
-                line: 0,
-                column: 0,
-                message: format!("cannot read the configuration: {e}"),
-            }],
-        })?;
+        let (name, text) = read_file(path)?;
         Self::parse(&name, &text)
     }
 
     /// Reads and parses a file without checking it or reading its secrets: enough to find
     /// local files (`cefgate dlq list`), never enough to run.
     pub fn load_unchecked(path: &Path) -> Result<Config, ConfigError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            problems: vec![ConfigProblem {
-                file: name.clone(),
-                line: 0,
-                column: 0,
-                message: format!("cannot read the configuration: {e}"),
-            }],
-        })?;
+        let (name, text) = read_file(path)?;
         let at = Locator {
             file: &name,
             text: &text,
