@@ -61,6 +61,7 @@ pub mod record;
 pub mod replay;
 pub mod row;
 pub mod run;
+pub mod settings;
 pub mod sink;
 pub mod spool;
 pub mod time;

@@ -24,6 +24,7 @@ use crate::listen::FrameBatch;
 use crate::metrics::{Kind, Metrics};
 use crate::record::PROBLEM_KINDS;
 
+pub mod config;
 mod endpoint;
 pub use endpoint::{Access, HEADER_READ_TIMEOUT, IDLE_TIMEOUT, MAX_CONNECTIONS, serve};
 

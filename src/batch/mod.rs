@@ -1,6 +1,8 @@
 //! Batch: rows routed per table, handed on when a batch reaches its row count, byte size or
 //! age. Rows arrive already serialised (one JSON object per line), so a batch is one buffer.
 
+pub mod config;
+
 use std::time::{Duration, Instant};
 
 use crate::record::Table;

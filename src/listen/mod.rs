@@ -5,6 +5,7 @@
 //! TCP/TLS readers wait (so the kernel pushes back on the sender) and makes UDP drop and
 //! count.
 
+pub mod config;
 pub mod proxy;
 pub mod tcp;
 pub mod tls;

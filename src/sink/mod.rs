@@ -3,6 +3,7 @@
 //! ([`delivery`]: size limits, retries, splitting, dead letters, shutdown). Adding an output
 //! means implementing [`delivery::Output`] and building it in [`build`].
 
+pub mod config;
 pub mod data_collector;
 pub mod dead_letter;
 pub mod delivery;

@@ -1,0 +1,138 @@
+//! Checks over every path setting at once (empty, NUL, pseudo-filesystems, the
+//! configuration file itself), and the state folder cefgate keeps its own files in.
+
+use std::path::{Path, PathBuf};
+
+use toml::Spanned;
+
+use super::Config;
+use crate::settings::{ConfigProblem, Locator, nearest_existing};
+
+impl Config {
+    /// Every path setting: none may be empty or hold a NUL byte (the system calls `run`
+    /// makes would refuse them); what cefgate writes (the spool, file outputs, dead letters)
+    /// may not be on a kernel pseudo-filesystem such as /proc, nor be the configuration file
+    /// itself.
+    pub(super) fn check_paths(&self, at: &Locator<'_>, problems: &mut Vec<ConfigProblem>) {
+        let mut read: Vec<&Spanned<PathBuf>> = Vec::new();
+        let mut written: Vec<&Spanned<PathBuf>> = Vec::new();
+        for l in &self.listener {
+            read.extend(l.get_ref().read_paths());
+        }
+        for o in &self.output {
+            read.extend(o.get_ref().read_paths());
+            written.extend(o.get_ref().written_paths());
+        }
+        if let Some(spool) = &self.spool {
+            written.push(&spool.get_ref().path);
+        }
+        for path in read.iter().chain(&written) {
+            let p = path.get_ref();
+            if p.as_os_str().is_empty() {
+                problems.push(at.problem(Some(path.span()), "the path is empty"));
+            } else if p.as_os_str().as_encoded_bytes().contains(&0) {
+                problems.push(at.problem(
+                    Some(path.span()),
+                    format!("the path {:?} holds a NUL byte", p.display()),
+                ));
+            }
+        }
+        let config_file = std::fs::canonicalize(at.file).ok();
+        for path in written {
+            let p = path.get_ref();
+            if p.as_os_str().is_empty() || p.as_os_str().as_encoded_bytes().contains(&0) {
+                continue;
+            }
+            if let Some(kind) = pseudo_filesystem(p) {
+                problems.push(at.problem(
+                    Some(path.span()),
+                    format!(
+                        "{} is on the kernel's {kind} filesystem, where files cannot be written: choose a folder on a disk (such as /var/lib/cefgate)",
+                        p.display()
+                    ),
+                ));
+            } else if config_file.is_some() && canonical_target(p) == config_file {
+                problems.push(at.problem(
+                    Some(path.span()),
+                    format!(
+                        "{} is this configuration file: cefgate would write rows into it",
+                        p.display()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+/// `path` with its folder resolved (the file itself may not exist yet).
+fn canonical_target(path: &Path) -> Option<PathBuf> {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return Some(p);
+    }
+    let name = path.file_name()?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let dir = std::fs::canonicalize(parent.unwrap_or(Path::new("."))).ok()?;
+    Some(dir.join(name))
+}
+
+/// The name of the kernel pseudo-filesystem (proc, sysfs, ...) `path` or its nearest
+/// existing ancestor is on, if any.
+fn pseudo_filesystem(path: &Path) -> Option<&'static str> {
+    let (_, c) = nearest_existing(path)?;
+    let mut stat: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `stat` a buffer of the right type.
+    if unsafe { libc::statfs(c.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    let kind = stat.f_type as i64;
+    Some(match kind {
+        0x9fa0 => "proc",
+        0x6265_6572 => "sysfs",
+        0x27e0eb | 0x6367_7270 => "cgroup",
+        0x6462_6720 => "debugfs",
+        0x7472_6163 => "tracefs",
+        0x7363_6673 => "securityfs",
+        0x1cd1 => "devpts",
+        _ => return None,
+    })
+}
+
+/// `--state-dir`, when given: wins over the environment.
+static STATE_FOLDER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the state folder for this process (`--state-dir`); the first call wins.
+pub fn set_state_folder(dir: PathBuf) {
+    let _ = STATE_FOLDER.set(dir);
+}
+
+/// Where cefgate keeps state it makes itself: `--state-dir`, else `$STATE_DIRECTORY` (set by systemd's
+/// `StateDirectory=`), else `$XDG_STATE_HOME/cefgate`, else `~/.local/state/cefgate`, else
+/// `/var/lib/cefgate`.
+pub fn state_folder() -> PathBuf {
+    if let Some(dir) = STATE_FOLDER.get() {
+        return dir.clone();
+    }
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = var("STATE_DIRECTORY") {
+        // systemd may list several, separated by colons: the first is ours.
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        return PathBuf::from(first);
+    }
+    if let Some(dir) = var("XDG_STATE_HOME") {
+        return dir.join("cefgate");
+    }
+    match var("HOME") {
+        Some(home) => home.join(".local/state/cefgate"),
+        None => PathBuf::from("/var/lib/cefgate"),
+    }
+}
