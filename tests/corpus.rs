@@ -20,7 +20,7 @@ const RECEIVED_AT: &str = "2026-11-26T10:00:00Z";
 /// `(file, id, key)`: where cefgate deliberately differs from what the source expects.
 /// The reasons are in fixtures/README.md ("Disagreements with the corpus").
 const DISAGREEMENTS: &[(&str, &str, &str)] = &[
-    // `\|` in an extension value is unescaped to `|` (logstash keeps the backslash).
+    // `\|` stays as written in AdditionalExtensions and reads as `|` (logstash keeps the backslash).
     (
         "logstash-codec-cef.jsonl",
         "escaped_pipes_in_extension",
@@ -34,7 +34,7 @@ const DISAGREEMENTS: &[(&str, &str, &str)] = &[
     // The RFC 5424 BOM marks MSG as UTF-8 and is dropped from SyslogMessage.
     ("rfc-syslog-examples.jsonl", "rfc5424-ex1", "message"),
     ("rfc-syslog-examples.jsonl", "rfc5424-ex3", "message"),
-    // `\r` is a carriage return, as the CEF text says (VRL turns it into a line feed).
+    // `\r` stays the two characters it is on the wire, as Microsoft's agent stores it (VRL turns it into a line feed).
     ("vrl-parse_cef.jsonl", "test_extension_newline", "msg"),
 ];
 

@@ -126,7 +126,7 @@ pub fn row<'a>(
                 }
                 columns.push((spec.column, v));
             }
-            Err((_, kind)) => {
+            Err(kind) => {
                 extra.push(key, raw.as_written());
                 let detail = format!("{key} is not a valid {}", spec.column_type.name());
                 problems.push(Problem {
@@ -165,13 +165,13 @@ pub fn row<'a>(
     }
 }
 
-/// Converts a CEF value to its column's type, or hands it back with the problem.
-#[allow(clippy::result_large_err)]
+/// Converts a CEF value to its column's type, or says why it does not fit (the caller keeps
+/// the value as written in `AdditionalExtensions`).
 fn convert<'a>(
     spec: &FieldSpec,
     value: Cow<'a, str>,
     time: &TimeContext,
-) -> Result<Value<'a>, (Cow<'a, str>, ProblemKind)> {
+) -> Result<Value<'a>, ProblemKind> {
     if spec.column_type == ColumnType::String {
         return Ok(Value::Str(value));
     }
@@ -180,19 +180,19 @@ fn convert<'a>(
         ColumnType::String => Ok(Value::Str(value)),
         ColumnType::Int => match t.parse::<i32>() {
             Ok(n) => Ok(Value::Int(n.into())),
-            Err(_) => Err((value, ProblemKind::VALUE_TYPE)),
+            Err(_) => Err(ProblemKind::VALUE_TYPE),
         },
         ColumnType::Long => match t.parse::<i64>() {
             Ok(n) => Ok(Value::Int(n)),
-            Err(_) => Err((value, ProblemKind::VALUE_TYPE)),
+            Err(_) => Err(ProblemKind::VALUE_TYPE),
         },
         ColumnType::Real => match t.parse::<f64>() {
             Ok(x) if x.is_finite() => Ok(Value::Real(x)),
-            _ => Err((value, ProblemKind::VALUE_TYPE)),
+            _ => Err(ProblemKind::VALUE_TYPE),
         },
         ColumnType::DateTime => match crate::time::parse_cef_time(t, time) {
             Some(ts) => Ok(Value::Time(ts)),
-            None => Err((value, ProblemKind::BAD_TIMESTAMP)),
+            None => Err(ProblemKind::BAD_TIMESTAMP),
         },
     }
 }
