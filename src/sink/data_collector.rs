@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::delivery::Output;
+use super::delivery::{Encoded, Output};
 use super::request::{cut_long_values, failure, request_id};
 use super::retry::Outcome;
 use super::signature::{SharedKeySigner, imf_fixdate};
@@ -60,7 +60,8 @@ pub fn adapt_row(row: &[u8], out: &mut Vec<u8>, truncated: &mut u64) {
 }
 
 impl Output for DataCollectorApi {
-    async fn send(&self, log_type: &str, rows: &[&[u8]]) -> Outcome {
+    /// The JSON array with each row adapted (see the module notes): once per chunk.
+    async fn encode(&self, _log_type: &str, rows: &[&[u8]]) -> Result<Encoded, Outcome> {
         let mut body = Vec::with_capacity(rows.iter().map(|r| r.len() + 8).sum::<usize>() + 2);
         let mut truncated = 0;
         body.push(b'[');
@@ -72,25 +73,33 @@ impl Output for DataCollectorApi {
         }
         body.push(b']');
         Metrics::add(&self.metrics.values_truncated, truncated);
+        Ok(Encoded {
+            body: body.into(),
+            gzip: false,
+        })
+    }
+
+    async fn send(&self, log_type: &str, _rows: &[&[u8]], request: &Encoded) -> Outcome {
+        let body = &request.body;
         let url = format!(
             "{}/api/logs?api-version=2016-04-01",
             self.endpoint.trim_end_matches('/')
         );
         // Signed for every attempt: the date must be fresh.
         let date = imf_fixdate(SystemTime::now());
-        let mut request = self
+        let mut builder = self
             .client
             .post(&url)
             .header("Content-Type", "application/json")
             .header("Log-Type", log_type)
             .header("x-ms-date", &date)
-            .header("Authorization", self.signer.authorization(&body, &date))
+            .header("Authorization", self.signer.authorization(body, &date))
             .header("time-generated-field", &self.time_generated_field)
             .header("x-ms-client-request-id", request_id());
         if let Some(id) = &self.azure_resource_id {
-            request = request.header("x-ms-AzureResourceId", id);
+            builder = builder.header("x-ms-AzureResourceId", id);
         }
-        let response = match request.body(body).send().await {
+        let response = match builder.body(body.clone()).send().await {
             Ok(r) => r,
             Err(e) => {
                 return Outcome::Transient {

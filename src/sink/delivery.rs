@@ -20,10 +20,42 @@ use crate::buffer::Reader;
 use crate::metrics::Metrics;
 use crate::record::Table;
 
-/// One destination: turns rows into a request and the response into an [`Outcome`].
+/// A request body built once for a chunk of rows. Every attempt to send that chunk sends
+/// these bytes, so a storm of 429s does not rebuild and re-compress a 1 MiB body per try.
+#[derive(Clone, Default)]
+pub struct Encoded {
+    /// The body as it goes on the wire (compressed when `gzip`).
+    pub body: bytes::Bytes,
+    /// The body is gzip-compressed (`Content-Encoding: gzip`).
+    pub gzip: bool,
+}
+
+/// How long an encoded body is reused. The Logs Ingestion output decides at encode time
+/// which rows Azure's time window would reject (with a 10-minute margin); a chunk retried
+/// for longer than this is encoded again against the window of the new attempt.
+pub const ENCODED_FOR: Duration = Duration::from_secs(5 * 60);
+
+/// One destination. It builds a chunk's request once ([`Output::encode`]: body, value
+/// cuts, compression) and sends it per attempt ([`Output::send`]: credentials, signature,
+/// the POST), turning the response into an [`Outcome`].
 pub trait Output: Send + Sync + 'static {
-    /// Sends `rows` (JSON objects) to `route` (a stream or log type) in one request.
-    fn send(&self, route: &str, rows: &[&[u8]]) -> impl Future<Output = Outcome> + Send;
+    /// Builds the request for `rows` (JSON objects) to `route` (a stream or log type). An
+    /// error is an outcome as if the request had been sent (retried like a failed send).
+    fn encode(
+        &self,
+        route: &str,
+        rows: &[&[u8]],
+    ) -> impl Future<Output = Result<Encoded, Outcome>> + Send {
+        let _ = (route, rows);
+        async { Ok(Encoded::default()) }
+    }
+    /// Sends one attempt of `request`, which [`Output::encode`] built from `rows`.
+    fn send(
+        &self,
+        route: &str,
+        rows: &[&[u8]],
+        request: &Encoded,
+    ) -> impl Future<Output = Outcome> + Send;
     /// Forgets cached credentials after the service refused them.
     fn reset_credentials(&self) -> impl Future<Output = ()> + Send {
         async {}
@@ -43,15 +75,37 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// [`Output`] behind a pointer, so that one driver type serves every output.
 trait DynOutput: Send + Sync + 'static {
-    fn send<'a>(&'a self, route: &'a str, rows: &'a [&'a [u8]]) -> BoxFuture<'a, Outcome>;
+    fn encode<'a>(
+        &'a self,
+        route: &'a str,
+        rows: &'a [&'a [u8]],
+    ) -> BoxFuture<'a, Result<Encoded, Outcome>>;
+    fn send<'a>(
+        &'a self,
+        route: &'a str,
+        rows: &'a [&'a [u8]],
+        request: &'a Encoded,
+    ) -> BoxFuture<'a, Outcome>;
     fn reset_credentials(&self) -> BoxFuture<'_, ()>;
     fn request_size(&self, rows: &[&[u8]]) -> usize;
     fn takes_whole_batches(&self) -> bool;
 }
 
 impl<O: Output> DynOutput for O {
-    fn send<'a>(&'a self, route: &'a str, rows: &'a [&'a [u8]]) -> BoxFuture<'a, Outcome> {
-        Box::pin(Output::send(self, route, rows))
+    fn encode<'a>(
+        &'a self,
+        route: &'a str,
+        rows: &'a [&'a [u8]],
+    ) -> BoxFuture<'a, Result<Encoded, Outcome>> {
+        Box::pin(Output::encode(self, route, rows))
+    }
+    fn send<'a>(
+        &'a self,
+        route: &'a str,
+        rows: &'a [&'a [u8]],
+        request: &'a Encoded,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(Output::send(self, route, rows, request))
     }
     fn reset_credentials(&self) -> BoxFuture<'_, ()> {
         Box::pin(Output::reset_credentials(self))
@@ -147,7 +201,11 @@ impl Delivery {
         let mut answers = Vec::new();
         for route in &self.routes {
             if let Some(name) = &route.name {
-                answers.push((name.clone(), self.output.send(name, &[]).await));
+                let outcome = match self.output.encode(name, &[]).await {
+                    Ok(request) => self.output.send(name, &[], &request).await,
+                    Err(outcome) => outcome,
+                };
+                answers.push((name.clone(), outcome));
             }
         }
         answers
@@ -248,6 +306,8 @@ impl Delivery {
             let mut last_auth_warning: Option<Instant> = None;
             // Set to the refusal when the rows go to the dead-letter queue.
             let mut refused: Option<std::borrow::Cow<'_, str>> = None;
+            // Built on the first attempt, reused by the retries (see `ENCODED_FOR`).
+            let mut encoded: Option<(Encoded, Instant)> = None;
             loop {
                 if route.stopped.load(Ordering::Relaxed) {
                     refused = Some("route stopped (see the log)".into());
@@ -264,7 +324,23 @@ impl Delivery {
                     return Settled::HandBack;
                 }
                 let started = Instant::now();
-                let outcome = self.output.send(name, &rows).await;
+                if encoded
+                    .as_ref()
+                    .is_some_and(|(_, at)| at.elapsed() > ENCODED_FOR)
+                {
+                    encoded = None;
+                }
+                let outcome = match &encoded {
+                    Some((request, _)) => self.output.send(name, &rows, request).await,
+                    None => match self.output.encode(name, &rows).await {
+                        Ok(request) => {
+                            let outcome = self.output.send(name, &rows, &request).await;
+                            encoded = Some((request, started));
+                            outcome
+                        }
+                        Err(outcome) => outcome,
+                    },
+                };
                 tracing::debug!(
                     "{name}: {} rows: {outcome:?} in {:?}",
                     rows.len(),
@@ -594,5 +670,85 @@ mod tests {
         assert_eq!(task.await.unwrap(), Settled::No, "the chunk is kept");
         assert_eq!(Metrics::get(&metrics.rows_dead_lettered), 0);
         assert_eq!(Metrics::get(&metrics.rows_lost), 0);
+    }
+}
+
+#[cfg(test)]
+mod encode_once {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// Answers 429 (`Retry-After` 1 ms) `throttled` times, then takes the request; records
+    /// how often it was asked to encode and what each attempt carried.
+    struct Throttling {
+        throttled: Mutex<usize>,
+        encoded: Mutex<usize>,
+        sent: Mutex<Vec<bytes::Bytes>>,
+    }
+
+    impl Output for Throttling {
+        async fn encode(&self, _: &str, rows: &[&[u8]]) -> Result<Encoded, Outcome> {
+            *self.encoded.lock().unwrap() += 1;
+            Ok(Encoded {
+                body: rows.concat().into(),
+                gzip: false,
+            })
+        }
+
+        async fn send(&self, _: &str, _: &[&[u8]], request: &Encoded) -> Outcome {
+            self.sent.lock().unwrap().push(request.body.clone());
+            let mut left = self.throttled.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Outcome::RetryAfter(Duration::from_millis(1));
+            }
+            Outcome::Delivered
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_send_the_body_built_for_the_first_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let output = Arc::new(Throttling {
+            throttled: Mutex::new(5),
+            encoded: Mutex::new(0),
+            sent: Mutex::default(),
+        });
+        struct Shared(Arc<Throttling>);
+        impl Output for Shared {
+            async fn encode(&self, r: &str, rows: &[&[u8]]) -> Result<Encoded, Outcome> {
+                Output::encode(&*self.0, r, rows).await
+            }
+            async fn send(&self, r: &str, rows: &[&[u8]], request: &Encoded) -> Outcome {
+                Output::send(&*self.0, r, rows, request).await
+            }
+        }
+        let metrics = Arc::new(Metrics::default());
+        let routes =
+            [Table::CommonSecurityLog, Table::Syslog].map(|t| Route::new(t, Some(t.name().into())));
+        let d = Delivery::new(
+            Shared(output.clone()),
+            routes,
+            usize::MAX,
+            DeadLetterQueue::new(&dir.path().join("dlq")),
+            metrics.clone(),
+            CancellationToken::new(),
+        );
+        let batch = Batch {
+            table: Table::Syslog,
+            rows: 2,
+            body: b"{\"n\":1}\n{\"n\":2}\n".to_vec(),
+        };
+        assert_eq!(d.deliver(&batch, false).await, Settled::Yes);
+        assert_eq!(*output.encoded.lock().unwrap(), 1, "encoded once");
+        let sent = output.sent.lock().unwrap();
+        assert_eq!(sent.len(), 6, "five throttled attempts and the one taken");
+        assert!(
+            sent.iter().all(|b| b == &sent[0]),
+            "the same body each time"
+        );
+        assert_eq!(Metrics::get(&metrics.requests_throttled), 5);
+        assert_eq!(Metrics::get(&metrics.rows_delivered), 2);
     }
 }

@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Mutex;
 
-use super::delivery::Output;
+use super::delivery::{Encoded, Output};
 use super::retry::Outcome;
 
 /// Rows as JSON lines on any writer (stdout, a file).
@@ -51,7 +51,8 @@ impl JsonLinesOutput {
 }
 
 impl Output for JsonLinesOutput {
-    async fn send(&self, _route: &str, rows: &[&[u8]]) -> Outcome {
+    /// Writes the rows themselves: there is no request to build.
+    async fn send(&self, _route: &str, rows: &[&[u8]], _request: &Encoded) -> Outcome {
         // A write can block (a full pipe, a slow disk): keep the runtime's other tasks moving.
         let written = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
@@ -80,13 +81,17 @@ impl Output for JsonLinesOutput {
 mod tests {
     use super::*;
 
+    async fn send(out: &JsonLinesOutput, rows: &[&[u8]]) -> Outcome {
+        Output::send(out, "Syslog", rows, &Encoded::default()).await
+    }
+
     #[tokio::test]
     async fn rows_are_written_as_lines_and_errors_classified() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rows.ndjson");
         let out = JsonLinesOutput::file(&path).unwrap();
         let rows: [&[u8]; 2] = [b"{\"a\":1}", b"{\"a\":2}"];
-        assert_eq!(out.send("Syslog", &rows).await, Outcome::Delivered);
+        assert_eq!(send(&out, &rows).await, Outcome::Delivered);
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "{\"a\":1}\n{\"a\":2}\n"
@@ -103,12 +108,12 @@ mod tests {
         }
         let full = JsonLinesOutput::new("disk", Box::new(Failing(io::ErrorKind::StorageFull)));
         assert!(matches!(
-            full.send("Syslog", &rows).await,
+            send(&full, &rows).await,
             Outcome::Transient { .. }
         ));
         let gone = JsonLinesOutput::new("pipe", Box::new(Failing(io::ErrorKind::BrokenPipe)));
         assert!(matches!(
-            gone.send("Syslog", &rows).await,
+            send(&gone, &rows).await,
             Outcome::RouteBroken { .. }
         ));
     }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use super::delivery::Output;
+use super::delivery::{Encoded, Output};
 use super::request::{cut_long_values, failure, request_id};
 use super::retry::Outcome;
 use crate::auth::{TokenSource, error_chain};
@@ -128,7 +128,9 @@ fn gzip(json: &[u8]) -> Vec<u8> {
 }
 
 impl Output for LogsIngestionApi {
-    async fn send(&self, stream: &str, rows: &[&[u8]]) -> Outcome {
+    /// The JSON array, with the time of rows outside Azure's window copied, long values
+    /// cut, and gzip: once per chunk, whatever the number of attempts.
+    async fn encode(&self, _stream: &str, rows: &[&[u8]]) -> Result<Encoded, Outcome> {
         let window = TimeWindow::at(chrono::Utc::now());
         let kept: Vec<Option<Vec<u8>>> = rows
             .iter()
@@ -146,6 +148,26 @@ impl Output for LogsIngestionApi {
         let mut truncated = 0;
         let json = json_array_cut(&rows, MAX_VALUE_BYTES, &mut truncated);
         Metrics::add(&self.metrics.values_truncated, truncated);
+        if !self.gzip {
+            return Ok(Encoded {
+                body: json.into(),
+                gzip: false,
+            });
+        }
+        // Compressing a request of several MB takes milliseconds of CPU: it runs on the
+        // blocking pool, so that the I/O threads keep reading sockets meanwhile.
+        match tokio::task::spawn_blocking(move || gzip(&json)).await {
+            Ok(body) => Ok(Encoded {
+                body: body.into(),
+                gzip: true,
+            }),
+            Err(e) => Err(Outcome::Transient {
+                reason: format!("compressing the request failed: {e}"),
+            }),
+        }
+    }
+
+    async fn send(&self, stream: &str, _rows: &[&[u8]], request: &Encoded) -> Outcome {
         let token = match self.tokens.token().await {
             Ok(t) => t,
             Err(e) if e.is_transient() => {
@@ -164,28 +186,16 @@ impl Output for LogsIngestionApi {
             self.endpoint.trim_end_matches('/'),
             self.dcr_id
         );
-        let mut request = self
+        let mut request_builder = self
             .client
             .post(&url)
             .bearer_auth(token)
             .header("Content-Type", "application/json")
             .header("x-ms-client-request-id", request_id());
-        let body = if self.gzip {
-            request = request.header("Content-Encoding", "gzip");
-            // Compressing a request of several MB takes milliseconds of CPU: it runs on the
-            // blocking pool, so that the I/O threads keep reading sockets meanwhile.
-            match tokio::task::spawn_blocking(move || gzip(&json)).await {
-                Ok(body) => body,
-                Err(e) => {
-                    return Outcome::Transient {
-                        reason: format!("compressing the request failed: {e}"),
-                    };
-                }
-            }
-        } else {
-            json
-        };
-        let response = match request.body(body).send().await {
+        if request.gzip {
+            request_builder = request_builder.header("Content-Encoding", "gzip");
+        }
+        let response = match request_builder.body(request.body.clone()).send().await {
             Ok(r) => r,
             Err(e) => {
                 return Outcome::Transient {
