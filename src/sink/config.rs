@@ -543,14 +543,15 @@ pub fn check(
     }
     if let Some(max) = &o.max_request_bytes {
         let limit = if kind == OutputKind::DataCollector {
-            30_000_000
+            super::limits::DATA_COLLECTOR_MAX_REQUEST_BYTES
         } else {
-            1_048_576
+            super::limits::LOGS_INGESTION_MAX_REQUEST_BYTES
         };
-        if *max.get_ref() < 4096 || *max.get_ref() > limit {
+        let min = super::limits::MIN_REQUEST_BYTES;
+        if *max.get_ref() < min || *max.get_ref() > limit {
             problems.push(at.problem(
                 Some(max.span()),
-                format!("max_request_bytes must be between 4096 and the service's limit, {limit}"),
+                format!("max_request_bytes must be between {min} and the service's limit, {limit}"),
             ));
         }
     }

@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
 /// What `TimeGenerated` is renamed to in Data Collector rows.
 pub const RENAMED_TIME_GENERATED: &str = "CefgateTimeGenerated";
 /// The service's limit for one value.
-pub const MAX_VALUE_BYTES: usize = 32 * 1024;
+pub const MAX_VALUE_BYTES: usize = super::limits::DATA_COLLECTOR_MAX_VALUE_BYTES;
 
 pub struct DataCollectorApi {
     /// The output's name, the `output` label of `cefgate_http_responses_total`.

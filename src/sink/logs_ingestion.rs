@@ -102,7 +102,7 @@ pub fn with_received_time(row: &[u8], window: &TimeWindow) -> Option<Vec<u8>> {
 }
 
 /// The service's limit for one value: longer ones it cuts without a word.
-pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+pub const MAX_VALUE_BYTES: usize = super::limits::LOGS_INGESTION_MAX_VALUE_BYTES;
 
 impl LogsIngestionApi {
     fn report_outside_window(&self, rows: usize) {

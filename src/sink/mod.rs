@@ -8,6 +8,7 @@ pub mod data_collector;
 pub mod dead_letter;
 pub mod delivery;
 pub mod json_lines;
+pub mod limits;
 pub mod logs_ingestion;
 pub mod request;
 pub mod retry;
@@ -107,7 +108,7 @@ pub fn build(
                 delivery: Delivery::new(
                     api,
                     routes,
-                    max(1_048_576),
+                    max(limits::LOGS_INGESTION_MAX_REQUEST_BYTES),
                     dead_letters,
                     metrics,
                     give_up,
@@ -130,7 +131,7 @@ pub fn build(
                 delivery: Delivery::new(
                     api,
                     routes,
-                    max(30_000_000),
+                    max(limits::DATA_COLLECTOR_MAX_REQUEST_BYTES),
                     dead_letters,
                     metrics,
                     give_up,
