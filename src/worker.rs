@@ -17,6 +17,7 @@ use crate::filter::{Predicate, ProjectAway};
 use crate::listen::{FrameBatch, ZoneRules};
 use crate::metrics::{Metrics, OutputCounters};
 use crate::record::{ProblemCounts, Reception, RowBuilder, Table, write_json, write_json_where};
+use crate::row::json_len;
 
 /// One output as the decode stage sees it: which rows it takes, which columns it leaves
 /// out, where its batches go, and its counters.
@@ -77,8 +78,9 @@ pub fn decode(
     // The last sender (and its listener's zone rules): its address as text and its zone,
     // worked out once for a connection's frames, not per message.
     let mut peer = PeerCache::default();
-    // JSON of rows an output filters out, measured for its `bytes_not_sent`.
-    let mut scratch = Vec::with_capacity(4096);
+    // For the length of rows an output filters out (its `bytes_not_sent`), which are
+    // measured, not written.
+    let mut scratch = Vec::with_capacity(64);
     loop {
         let now = Instant::now();
         let wait = lanes
@@ -132,10 +134,9 @@ pub fn decode(
                 for lane in &mut lanes {
                     let tap = &lane.tap;
                     if tap.filter.as_ref().is_some_and(|f| !f.keeps(row)) {
-                        scratch.clear();
-                        write_json(row, &mut scratch);
+                        let len = json_len(row, &mut scratch);
                         Metrics::add(&tap.counters.rows_filtered, 1);
-                        Metrics::add(&tap.counters.bytes_not_sent, scratch.len() as u64 + 1);
+                        Metrics::add(&tap.counters.bytes_not_sent, len as u64 + 1);
                         continue;
                     }
                     Metrics::add(&tap.counters.rows_kept, 1);

@@ -33,6 +33,50 @@ pub fn write_json_where(row: &Row<'_>, keep: impl Fn(&str) -> bool, out: &mut Ve
     left_out
 }
 
+/// How many bytes [`write_json`] would write for `row`, without writing its strings: what an
+/// output's `where` leaves out is counted in `bytes_not_sent` at this cost. `scratch` is
+/// used for time values only.
+pub fn json_len(row: &Row<'_>, scratch: &mut Vec<u8>) -> usize {
+    let pairs: usize = row
+        .columns
+        .iter()
+        .map(|(column, value)| pair_len(column, value, scratch))
+        .sum();
+    // The braces, and a comma between pairs.
+    2 + pairs + row.columns.len().saturating_sub(1)
+}
+
+fn pair_len(column: &str, value: &Value<'_>, scratch: &mut Vec<u8>) -> usize {
+    let key = column.len() + 3;
+    key + match value {
+        Value::Str(s) => str_len(s),
+        Value::Int(n) => itoa::Buffer::new().format(*n).len(),
+        Value::Real(x) => ryu::Buffer::new().format_finite(*x).len(),
+        Value::Time(t) => {
+            scratch.clear();
+            write_iso8601(t, scratch);
+            scratch.len() + 2
+        }
+    }
+}
+
+/// The length of `s` as a JSON string literal (see [`write_str`]).
+fn str_len(s: &str) -> usize {
+    let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        return bytes.len() + 2;
+    }
+    let extra: usize = bytes
+        .iter()
+        .filter(|&&b| NEEDS_ESCAPE[b as usize])
+        .map(|&b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' => 1,
+            _ => 5,
+        })
+        .sum();
+    bytes.len() + 2 + extra
+}
+
 fn write_pair(column: &str, value: &Value<'_>, out: &mut Vec<u8>) {
     // Column names are the schema's own identifiers (`&'static str` in a row), which never
     // need escaping.
@@ -223,5 +267,37 @@ mod tests {
             String::from_utf8(out).unwrap(),
             r#"{"A":"x","B":-42,"C":1.5,"D":"1970-01-01T00:00:00Z"}"#
         );
+    }
+
+    #[test]
+    fn json_len_is_the_length_write_json_writes() {
+        let strings = ["", "plain", "quo\"te", "nl\ncr\rtab\t", "\u{1}\u{1f}x", "café ✓"];
+        let times = [
+            chrono::DateTime::from_timestamp(0, 0).unwrap(),
+            chrono::DateTime::from_timestamp(1_764_000_000, 123_000_000).unwrap(),
+            chrono::DateTime::from_timestamp(1_764_000_000, 123_456_789).unwrap(),
+            chrono::DateTime::from_timestamp(-62_000_000_000, 0).unwrap(),
+        ];
+        let mut scratch = Vec::new();
+        for (i, s) in strings.iter().enumerate() {
+            for t in times {
+                let mut row = Row {
+                    table: Table::Syslog,
+                    columns: vec![
+                        ("A", Value::Str(Cow::Borrowed(s))),
+                        ("B", Value::Int(-(i as i64) * 1_000_003)),
+                        ("C", Value::Real(1.0 / (i as f64 + 3.0))),
+                        ("D", Value::Time(t)),
+                    ],
+                    problems: vec![],
+                };
+                for _ in 0..=row.columns.len() {
+                    let mut out = Vec::new();
+                    write_json(&row, &mut out);
+                    assert_eq!(json_len(&row, &mut scratch), out.len(), "{row:?}");
+                    row.columns.pop();
+                }
+            }
+        }
     }
 }
