@@ -22,6 +22,13 @@ pub struct CertificateSigner {
     thumbprint: String,
 }
 
+/// By certificate: a renewed one (another thumbprint) is a change.
+impl PartialEq for CertificateSigner {
+    fn eq(&self, other: &Self) -> bool {
+        self.thumbprint == other.thumbprint
+    }
+}
+
 impl std::fmt::Debug for CertificateSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "CertificateSigner(x5t {})", self.thumbprint)

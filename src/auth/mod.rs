@@ -28,6 +28,13 @@ impl Secret {
     }
 }
 
+/// By value: a reload compares resolved settings, and a rotated secret is a change.
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
@@ -41,7 +48,7 @@ impl fmt::Display for Secret {
 }
 
 /// Where tokens come from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Credential {
     ClientSecret {
         authority_host: String,

@@ -178,6 +178,12 @@ pub struct Resolved {
     /// What is allowed but unwise (a key file others can read), with its place in the file:
     /// printed by `check`, logged by `run`.
     pub warnings: Vec<ConfigProblem>,
+    /// `[pipeline]`: threads, queue, memory and the shutdown deadline.
+    pub pipeline: sections::PipelineConfig,
+    /// `[record]` with `time_generated` resolved: how rows are built.
+    pub record: crate::record::RecordSettings,
+    /// `[batch]`: when a batch is handed on.
+    pub batch: crate::batch::BatchLimits,
 }
 
 impl Config {
@@ -378,6 +384,9 @@ impl Config {
                 .bearer_token(metrics_address, at, &mut problems, &mut warnings);
         match plans {
             plans if problems.is_empty() => Ok(Resolved {
+                pipeline: self.pipeline.clone(),
+                record: self.record.settings(time_generated.clone()),
+                batch: self.batch.limits(),
                 metrics_bearer_token,
                 warnings,
                 zone,

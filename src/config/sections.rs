@@ -6,7 +6,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::decode::time::SenderZone;
-use crate::record::TimeSource;
+use crate::record::{RecordSettings, TimeSource};
 use crate::settings::{ConfigProblem, Locator, in_range, zone};
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -63,6 +63,20 @@ impl Default for PipelineConfig {
 }
 
 impl RecordConfig {
+    /// How rows are built, with the `TimeGenerated` sources already resolved.
+    pub fn settings(&self, time_generated: Vec<TimeSource>) -> RecordSettings {
+        let collector_host = match &self.collector_host {
+            Some(host) => host.clone(),
+            None => RecordSettings::default().collector_host,
+        };
+        RecordSettings {
+            collector_host,
+            time_generated,
+            event_id: self.event_id,
+            keep_structured_data: self.keep_structured_data,
+        }
+    }
+
     /// The `TimeGenerated` sources (default: received) and the default zone; each name or
     /// zone that is wrong is a problem at its place.
     pub fn resolve(

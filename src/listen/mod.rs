@@ -44,8 +44,10 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// One listener, as checked from the configuration (its TLS files already read).
-#[derive(Debug, Clone)]
+/// One listener, as checked from the configuration (its TLS files already read). A reload
+/// compares these whole (`==`): a listener runs on until its settings differ, and a field
+/// added here is part of that comparison without anyone listing it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ListenerSettings {
     pub protocol: Protocol,
     pub address: SocketAddr,
@@ -89,7 +91,7 @@ pub struct ListenerSettings {
 }
 
 /// Which zone a sender's clock is in: a listener's own, and per-sender ranges.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ZoneRules {
     listener: Option<SenderZone>,
     /// Most specific range first.

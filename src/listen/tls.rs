@@ -64,6 +64,14 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupErr
     Ok(certs)
 }
 
+/// Two acceptors are the same when they were built from the same file contents: a renewed
+/// certificate (same path, new PEM) is a change.
+impl PartialEq for Acceptor {
+    fn eq(&self, other: &Self) -> bool {
+        self.files_hash == other.files_hash
+    }
+}
+
 impl std::fmt::Debug for Acceptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Acceptor")
@@ -119,11 +127,6 @@ impl Acceptor {
             inner: TlsAcceptor::from(Arc::new(server)),
             files_hash: hasher.digest(),
         })
-    }
-
-    /// Identifies the files this acceptor was built from (see `files_hash`).
-    pub fn fingerprint(&self) -> String {
-        format!("tls:{:016x}", self.files_hash)
     }
 
     /// Runs the handshake; `None` (counted and logged) when it fails or takes too long.

@@ -271,7 +271,14 @@ mod tests {
 
     #[test]
     fn json_len_is_the_length_write_json_writes() {
-        let strings = ["", "plain", "quo\"te", "nl\ncr\rtab\t", "\u{1}\u{1f}x", "café ✓"];
+        let strings = [
+            "",
+            "plain",
+            "quo\"te",
+            "nl\ncr\rtab\t",
+            "\u{1}\u{1f}x",
+            "café ✓",
+        ];
         let times = [
             chrono::DateTime::from_timestamp(0, 0).unwrap(),
             chrono::DateTime::from_timestamp(1_764_000_000, 123_000_000).unwrap(),

@@ -9,39 +9,26 @@ use std::thread::JoinHandle;
 use super::RunError;
 use crate::budget::MemoryBudget;
 use crate::buffer::Writer;
-use crate::config::{Config, Resolved};
+use crate::config::Resolved;
 use crate::listen::FrameBatch;
 use crate::metrics::Metrics;
-use crate::record::{RecordSettings, RowBuilder};
+use crate::record::RowBuilder;
 use crate::worker;
 
 /// Starts the decode threads; each holds a clone of every writer, so an output's buffer ends
 /// when they have all ended.
 pub(super) fn start(
-    config: &Config,
     resolved: &Resolved,
     writers: &[Writer],
     frames: &flume::Receiver<FrameBatch>,
     budget: &Arc<MemoryBudget>,
     metrics: &Arc<Metrics>,
 ) -> Result<Vec<JoinHandle<()>>, RunError> {
-    let workers = match config.pipeline.workers {
+    let workers = match resolved.pipeline.workers {
         0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
         n => n,
     };
-    let record = RecordSettings {
-        time_generated: resolved.time_generated.clone(),
-        event_id: config.record.event_id,
-        keep_structured_data: config.record.keep_structured_data,
-        ..match &config.record.collector_host {
-            Some(host) => RecordSettings {
-                collector_host: host.clone(),
-                ..RecordSettings::default()
-            },
-            None => RecordSettings::default(),
-        }
-    };
-    let limits = config.batch.limits();
+    let (record, limits) = (&resolved.record, resolved.batch);
     let mut worker_threads: Vec<JoinHandle<()>> = Vec::with_capacity(workers);
     for i in 0..workers {
         let rx = frames.clone();

@@ -1,6 +1,6 @@
 //! The listeners of a run: started at start, stopped at shutdown once they have handed on
 //! every complete frame, and, on a reload, kept, stopped, started or replaced on the same
-//! socket according to their settings' fingerprint (a replaced TCP or TLS listener's open
+//! socket according to their settings (a replaced TCP or TLS listener's open
 //! connections go on with the settings they started with).
 
 use std::net::SocketAddr;
@@ -27,8 +27,8 @@ fn bind_hint(e: &std::io::Error, address: &SocketAddr) -> &'static str {
 /// One listener task and what identifies its settings.
 pub(super) struct RunningListener {
     /// Its settings (with the TLS files' contents): a reload keeps a listener whose
-    /// fingerprint did not change.
-    pub(super) fingerprint: String,
+    /// settings did not change.
+    pub(super) settings: ListenerSettings,
     pub(super) protocol: Protocol,
     /// The configured address (`127.0.0.1:0` stays that, whatever port it got).
     pub(super) address: SocketAddr,
@@ -68,7 +68,6 @@ impl Listeners {
     pub(super) async fn start(
         &self,
         settings: &ListenerSettings,
-        fingerprint: String,
         socket: Option<BoundSocket>,
     ) -> Result<RunningListener, RunError> {
         let l = Arc::new(settings.clone());
@@ -150,7 +149,7 @@ impl Listeners {
             }
         };
         Ok(RunningListener {
-            fingerprint,
+            settings: settings.clone(),
             protocol,
             address,
             stop,
@@ -178,7 +177,6 @@ impl Listeners {
         &mut self,
         old: RunningListener,
         settings: &ListenerSettings,
-        fingerprint: String,
     ) -> Result<RunningListener, RunError> {
         let socket = match &old.socket {
             BoundSocket::Udp(s) => s.try_clone().map(BoundSocket::Udp),
@@ -211,7 +209,7 @@ impl Listeners {
         } else {
             accepting.cancel();
         }
-        match self.start(settings, fingerprint, Some(socket)).await {
+        match self.start(settings, Some(socket)).await {
             Ok(new) => {
                 if protocol != Protocol::Udp {
                     self.retired.retain(|t| !t.is_finished());
@@ -243,32 +241,4 @@ impl Listeners {
         }
         self.frames = None;
     }
-}
-
-/// Protocol, address and settings of a listener, with its TLS files' contents (a renewed
-/// certificate is a change).
-pub(super) fn fingerprint(settings: &ListenerSettings) -> String {
-    let mut text = format!(
-        "{} {} {:?} {} {:?} {} {} {:?} {} {} {:?} {:?} {:?} {} {:?} {:?}",
-        settings.protocol,
-        settings.address,
-        settings.framing,
-        settings.max_message_bytes,
-        settings.oversize,
-        settings.max_connections,
-        settings.max_connections_per_source,
-        settings.frame_timeout,
-        settings.max_handshakes,
-        settings.proxy_protocol,
-        settings.idle_timeout,
-        settings.keepalive,
-        settings.handshake_timeout,
-        settings.receive_buffer_bytes,
-        settings.allow,
-        settings.zones,
-    );
-    if let Some(tls) = &settings.tls {
-        text.push_str(&tls.fingerprint());
-    }
-    text
 }

@@ -53,9 +53,9 @@ use crate::listen::{self, FrameBatch, Protocol};
 use crate::metrics::Metrics;
 use crate::monitor::{self, Monitor};
 use crate::sink;
-use listeners::{Listeners, fingerprint};
+use listeners::Listeners;
 use outputs::{Outputs, settle_outputs};
-use reload::{Reload, secrets_of};
+use reload::Reload;
 use shutdown::Deadline;
 
 pub use drain::{DrainSummary, drain};
@@ -115,7 +115,7 @@ pub fn run(
         .build()
         .map_err(RunError::Runtime)?;
     system::descriptors(&resolved);
-    let budget = MemoryBudget::new(config.pipeline.max_memory_bytes);
+    let budget = MemoryBudget::new(resolved.pipeline.max_memory_bytes);
     // Fired at the shutdown deadline: the outputs then leave what they still hold in the
     // spool (or, without one, dead-letter it).
     let give_up = CancellationToken::new();
@@ -138,9 +138,8 @@ pub fn run(
         writers.push(writer);
     }
 
-    let (frame_tx, frame_rx) = flume::bounded::<FrameBatch>(config.pipeline.queue_batches);
-    let worker_threads =
-        decoders::start(&config, &resolved, &writers, &frame_rx, &budget, &metrics)?;
+    let (frame_tx, frame_rx) = flume::bounded::<FrameBatch>(resolved.pipeline.queue_batches);
+    let worker_threads = decoders::start(&resolved, &writers, &frame_rx, &budget, &metrics)?;
     // The operator's view lives until the very end, so that a scrape sees the drain.
     let monitor = Arc::new(Monitor {
         metrics: metrics.clone(),
@@ -171,7 +170,7 @@ pub fn run(
     }
 
     // Read at start: a reload does not change it.
-    let shutdown_secs = config.pipeline.shutdown_timeout_secs;
+    let shutdown_secs = resolved.pipeline.shutdown_timeout_secs;
     let mut listeners = Listeners {
         frames: Some(frame_tx),
         budget: budget.clone(),
@@ -183,7 +182,7 @@ pub fn run(
     };
     let served = runtime.block_on(async {
         for settings in &resolved.listeners {
-            match listeners.start(settings, fingerprint(settings), None).await {
+            match listeners.start(settings, None).await {
                 Ok(l) => listeners.running.push(l),
                 Err(e) => {
                     // The listeners already started hold the queue open: stop them, or the
@@ -208,7 +207,6 @@ pub fn run(
         ));
         let mut reload = Reload {
             source,
-            secrets: secrets_of(&config),
             config,
             resolved: resolved.clone(),
         };

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::listeners::{Listeners, fingerprint};
+use super::listeners::Listeners;
 use super::outputs::Outputs;
 use crate::config::{Config, Resolved};
 use crate::listen::ListenerSettings;
@@ -19,39 +19,12 @@ use crate::sink;
 /// the next start, which the log says.
 pub(super) struct Reload {
     pub(super) source: Option<PathBuf>,
+    /// The file as last applied: which sections changed, and which changes wait for a start.
     pub(super) config: Config,
+    /// What runs, resolved from `config` (secrets read, certificates loaded): a reload
+    /// compares these, so a rotated secret or a renewed certificate behind an unchanged
+    /// file is a change.
     pub(super) resolved: Resolved,
-    /// A digest of each output's secret files as last read, by output name: a rotated
-    /// secret (same path, new contents) is a change, which rebuilds that output.
-    pub(super) secrets: Vec<(String, u64)>,
-}
-
-/// A digest of the files an output reads secrets from (client secret, shared key, client
-/// certificate and key). Only compared, never shown or logged.
-fn secret_files_digest(output: &crate::config::OutputConfig) -> u64 {
-    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    for file in [
-        &output.client_secret_file,
-        &output.shared_key_file,
-        &output.client_certificate_file,
-        &output.client_key_file,
-    ] {
-        match file.as_ref().map(|f| std::fs::read(f.get_ref())) {
-            Some(Ok(bytes)) => hasher.update(&bytes),
-            Some(Err(_)) => hasher.update(b"\0unreadable"),
-            None => hasher.update(b"\0none"),
-        }
-    }
-    hasher.digest()
-}
-
-pub(super) fn secrets_of(config: &Config) -> Vec<(String, u64)> {
-    config
-        .output_names()
-        .into_iter()
-        .zip(&config.output)
-        .map(|(name, o)| (name, secret_files_digest(o.get_ref())))
-        .collect()
 }
 
 impl Reload {
@@ -86,8 +59,13 @@ impl Reload {
         if config.spool != self.config.spool {
             later.push("[spool]");
         }
-        if config.metrics != self.config.metrics {
+        if config.metrics != self.config.metrics
+            || resolved.metrics_bearer_token != self.resolved.metrics_bearer_token
+        {
             later.push("[metrics]");
+        }
+        if config.log != self.config.log {
+            later.push("[log]");
         }
         if !later.is_empty() {
             tracing::warn!(
@@ -98,33 +76,29 @@ impl Reload {
         // Listeners: keep the unchanged; one on the same protocol and address with other
         // settings hands its socket to its successor (open connections go on); stop the
         // rest first (a recreated one may want the same address), then start the new.
-        let wanted: Vec<(String, &ListenerSettings)> = resolved
-            .listeners
-            .iter()
-            .map(|l| (fingerprint(l), l))
-            .collect();
+        let wanted: Vec<&ListenerSettings> = resolved.listeners.iter().collect();
         let (keep, mut gone): (Vec<_>, Vec<_>) = std::mem::take(&mut listeners.running)
             .into_iter()
-            .partition(|r| wanted.iter().any(|(f, _)| *f == r.fingerprint));
+            .partition(|r| wanted.contains(&&r.settings));
         listeners.running = keep;
         let mut failed = false;
         let mut handovers = Vec::new();
-        for (f, settings) in &wanted {
-            if listeners.running.iter().any(|r| r.fingerprint == *f) {
+        for settings in &wanted {
+            if listeners.running.iter().any(|r| r.settings == **settings) {
                 continue;
             }
             if let Some(i) = gone
                 .iter()
                 .position(|r| r.protocol == settings.protocol && r.address == settings.address)
             {
-                handovers.push((gone.remove(i), f.clone(), *settings));
+                handovers.push((gone.remove(i), *settings));
             }
         }
         for l in gone {
             listeners.stop(l).await;
         }
-        for (old, f, settings) in handovers {
-            match listeners.replace(old, settings, f).await {
+        for (old, settings) in handovers {
+            match listeners.replace(old, settings).await {
                 Ok(l) => listeners.running.push(l),
                 Err(e) => {
                     failed = true;
@@ -132,11 +106,11 @@ impl Reload {
                 }
             }
         }
-        for (f, settings) in wanted {
-            if listeners.running.iter().any(|r| r.fingerprint == f) {
+        for settings in wanted {
+            if listeners.running.iter().any(|r| r.settings == *settings) {
                 continue;
             }
-            match listeners.start(settings, f, None).await {
+            match listeners.start(settings, None).await {
                 Ok(l) => listeners.running.push(l),
                 Err(e) => {
                     failed = true;
@@ -169,21 +143,16 @@ impl Reload {
             let Some(output) = outputs.iter_mut().find(|o| o.name == plan.name) else {
                 continue;
             };
-            let before = self.config.output.get(
-                old_names
-                    .iter()
-                    .position(|n| *n == plan.name)
-                    .unwrap_or(usize::MAX),
-            );
-            let rotated = self
-                .secrets
+            let before = self.resolved.outputs.iter().find(|p| p.name == plan.name);
+            let changed = before.is_none_or(|b| b.settings != plan.settings);
+            let same_text = old_names
                 .iter()
-                .find(|(n, _)| *n == plan.name)
-                .is_none_or(|(_, d)| *d != secret_files_digest(config.output[i].get_ref()));
-            if rotated && before.is_some_and(|b| *b == config.output[i]) {
+                .position(|n| *n == plan.name)
+                .and_then(|at| self.config.output.get(at))
+                .is_some_and(|b| *b == config.output[i]);
+            if changed && same_text {
                 tracing::info!("SIGHUP: output {}: a secret file changed", plan.name);
             }
-            let changed = rotated || before.is_none_or(|b| *b != config.output[i]);
             let file_output = matches!(plan.settings.destination, sink::Destination::File(_));
             if changed || file_output {
                 match output.start(&plan.settings) {
@@ -207,7 +176,6 @@ impl Reload {
             },
             listeners.running.len()
         );
-        self.secrets = secrets_of(&config);
         self.config = config;
         self.resolved = resolved;
     }

@@ -8,7 +8,7 @@ use super::signature::SharedKeySigner;
 use crate::auth::Credential;
 
 /// One output.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutputSettings {
     /// The output's name (`name`, else its type): the `output` label of its metrics.
     pub name: String,
@@ -26,7 +26,7 @@ pub struct OutputSettings {
 }
 
 /// Where rows go, and what that destination needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Destination {
     /// JSON lines on standard output.
     Stdout,
@@ -37,7 +37,7 @@ pub enum Destination {
 }
 
 /// The Logs Ingestion API: a data collection rule and its streams.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogsIngestionSettings {
     pub endpoint: String,
     pub dcr_id: String,
@@ -50,7 +50,7 @@ pub struct LogsIngestionSettings {
 }
 
 /// The Data Collector API: a workspace, its shared key and a log type per table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DataCollectorSettings {
     pub endpoint: String,
     pub signer: SharedKeySigner,

@@ -23,8 +23,8 @@ pub enum KeyError {
 }
 
 /// Signs Data Collector requests for one workspace. Holds the decoded key; its `Debug`
-/// output hides it.
-#[derive(Clone)]
+/// output hides it. Compared by workspace and key (a rotated key is a change).
+#[derive(Clone, PartialEq)]
 pub struct SharedKeySigner {
     workspace_id: String,
     key: Vec<u8>,
