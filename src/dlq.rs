@@ -33,8 +33,6 @@ pub enum DlqError {
         #[source]
         source: DeadLetterError,
     },
-    #[error("cannot start the runtime: {0}")]
-    Runtime(#[source] std::io::Error),
     #[error(transparent)]
     Output(#[from] OutputSetupError),
     #[error(
@@ -295,7 +293,13 @@ struct Source {
 /// and files a killed replay left are taken too. Rows refused again, and rows still
 /// undelivered after `timeout`, go back to the queue, as do the lines that were not sent
 /// (see [`Kept`]); the files taken are deleted only once all that is written.
-pub fn replay(output: &OutputSettings, timeout: Duration) -> Result<ReplayOutcome, DlqError> {
+///
+/// `runtime` is the process's one runtime (the binary's).
+pub fn replay(
+    runtime: &tokio::runtime::Runtime,
+    output: &OutputSettings,
+    timeout: Duration,
+) -> Result<ReplayOutcome, DlqError> {
     if !matches!(
         output.destination,
         Destination::LogsIngestion(_) | Destination::DataCollector(_)
@@ -312,10 +316,6 @@ pub fn replay(output: &OutputSettings, timeout: Duration) -> Result<ReplayOutcom
     }
     let metrics = Arc::new(Metrics::default());
     let give_up = CancellationToken::new();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(DlqError::Runtime)?;
     let built = sink::build(output, metrics.clone(), give_up.clone())?;
 
     // Taken only now that the output is ready: a replay that cannot start moves nothing.

@@ -31,6 +31,8 @@ pub enum Error {
     Probe(String),
     #[error("{0} route(s) failed the live check (see above)")]
     RoutesFailed(usize),
+    #[error(transparent)]
+    Runtime(#[from] super::RuntimeError),
 }
 
 pub fn execute(args: Args) -> Result<(), Error> {
@@ -52,6 +54,7 @@ fn check(path: &Path, live: bool) -> Result<(), Error> {
     if !live {
         return Ok(());
     }
+    let runtime = super::Runtime::new()?;
     let several = resolved.outputs.len() > 1;
     let mut failed = 0;
     let mut tried = 0;
@@ -61,7 +64,7 @@ fn check(path: &Path, live: bool) -> Result<(), Error> {
         } else {
             String::new()
         };
-        let answers = cefgate::sink::probe(&plan.settings).map_err(Error::Probe)?;
+        let answers = cefgate::sink::probe(&runtime, &plan.settings).map_err(Error::Probe)?;
         tried += answers.len();
         for (route, answer) in &answers {
             match answer {

@@ -42,6 +42,8 @@ pub enum Error {
     Dlq(#[from] DlqError),
     #[error("dlq replay needs a logs-ingestion or data-collector output")]
     NoAzureOutput,
+    #[error(transparent)]
+    Runtime(#[from] super::RuntimeError),
 }
 
 pub fn execute(action: Action) -> Result<(), Error> {
@@ -118,8 +120,9 @@ fn replay(config: &Path, timeout_secs: u64) -> Result<(), Error> {
     if azure.is_empty() {
         return Err(Error::NoAzureOutput);
     }
+    let runtime = super::Runtime::new()?;
     for plan in azure {
-        let o = cefgate::dlq::replay(&plan.settings, Duration::from_secs(timeout_secs))?;
+        let o = cefgate::dlq::replay(&runtime, &plan.settings, Duration::from_secs(timeout_secs))?;
         println!(
             "{}: replayed {} row(s): {} delivered, {} dead-lettered again",
             plan.name, o.rows, o.delivered, o.dead_lettered_again

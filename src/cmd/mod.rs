@@ -120,6 +120,44 @@ impl Command {
     }
 }
 
+/// The process's one tokio runtime, for the commands that do I/O (`run`, `check --live`,
+/// `spool drain`, `dlq replay`): built here, lent to the library, and shut down here, so
+/// that nothing the library starts outlives the command by more than a moment.
+pub struct Runtime(Option<tokio::runtime::Runtime>);
+
+/// The runtime could not start (no threads, no epoll).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the runtime: {0}")]
+pub struct RuntimeError(#[source] io::Error);
+
+impl Runtime {
+    pub fn new() -> Result<Self, RuntimeError> {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("cefgate-io")
+            .build()
+            .map(|r| Self(Some(r)))
+            .map_err(RuntimeError)
+    }
+}
+
+impl std::ops::Deref for Runtime {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref().expect("taken only when dropped")
+    }
+}
+
+impl Drop for Runtime {
+    /// Tasks still running (a connection being read, a request in flight after the
+    /// deadline) get a moment, not a wait for ever.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
 /// Logs go to stderr (stdout may carry rows). The level is `RUST_LOG` when set, else
 /// `[log] level`, else info.
 pub fn init_logging(format: LogFormat, level: Option<&str>) {

@@ -22,6 +22,8 @@ pub enum Error {
     Config(#[from] InvalidConfig),
     #[error(transparent)]
     Run(#[from] cefgate::run::RunError),
+    #[error(transparent)]
+    Runtime(#[from] super::RuntimeError),
 }
 
 pub fn execute(args: Args, format: LogFormat) -> Result<(), Error> {
@@ -36,7 +38,9 @@ pub fn execute(args: Args, format: LogFormat) -> Result<(), Error> {
         tracing::warn!("{warning}");
     }
     let metrics = Arc::new(cefgate::metrics::Metrics::default());
-    let result = cefgate::run::run(config, resolved, metrics.clone(), args.config);
+    let runtime = super::Runtime::new()?;
+    let result = cefgate::run::run(&runtime, config, resolved, metrics.clone(), args.config);
+    drop(runtime);
     eprint!("{}", metrics.report());
     Ok(result?)
 }

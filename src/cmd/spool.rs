@@ -32,6 +32,8 @@ pub enum Error {
     NoSpool,
     #[error(transparent)]
     Drain(#[from] cefgate::run::RunError),
+    #[error(transparent)]
+    Runtime(#[from] super::RuntimeError),
     #[error("{0} chunk(s) are still in the spool: run drain again once the output is reachable")]
     Left(usize),
 }
@@ -49,7 +51,9 @@ pub fn execute(action: Action) -> Result<(), Error> {
     {
         return Err(Error::NoSpool);
     }
-    let s = cefgate::run::drain(&resolved, Duration::from_secs(timeout_secs))?;
+    let runtime = super::Runtime::new()?;
+    let s = cefgate::run::drain(&runtime, &resolved, Duration::from_secs(timeout_secs))?;
+    drop(runtime);
     println!(
         "drained {} chunk(s) with {} row(s): {} delivered, {} dead-lettered; {} chunk(s) left",
         s.chunks, s.rows, s.delivered, s.dead_lettered, s.left

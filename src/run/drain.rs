@@ -28,12 +28,12 @@ pub struct DrainSummary {
 /// away, a host retired) through the configured outputs, and returns. Nothing is received.
 /// Rows still undelivered at `timeout` stay in the spool; rows the service refuses go to the
 /// dead-letter file, as in a run.
-pub fn drain(resolved: &Resolved, timeout: Duration) -> Result<DrainSummary, RunError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("cefgate-drain")
-        .build()
-        .map_err(RunError::Runtime)?;
+/// `runtime` is the process's one runtime (the binary's).
+pub fn drain(
+    runtime: &tokio::runtime::Runtime,
+    resolved: &Resolved,
+    timeout: Duration,
+) -> Result<DrainSummary, RunError> {
     let metrics = Arc::new(Metrics::default());
     let give_up = CancellationToken::new();
     let mut summary = DrainSummary::default();
@@ -57,7 +57,7 @@ pub fn drain(resolved: &Resolved, timeout: Duration) -> Result<DrainSummary, Run
             recovery.rows,
             spool.path.display()
         );
-        let output = Outputs::started(&runtime, plan, reader, &give_up, &metrics)?;
+        let output = Outputs::started(runtime, plan, reader, &give_up, &metrics)?;
         outputs.push(output);
     }
     let deadline = Deadline::after(timeout, &give_up);
@@ -72,6 +72,5 @@ pub fn drain(resolved: &Resolved, timeout: Duration) -> Result<DrainSummary, Run
             BufferSettings::Memory => None,
         })
         .sum();
-    runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(summary)
 }

@@ -82,8 +82,6 @@ pub enum RunError {
         address: SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot start the runtime: {0}")]
-    Runtime(std::io::Error),
     #[error("cannot start a decode thread: {0}")]
     Thread(std::io::Error),
     #[error(
@@ -103,17 +101,15 @@ pub enum RunError {
 /// Runs until SIGTERM/SIGINT, then drains, counting into `metrics`. Each bound address is
 /// logged as `listening on <protocol> <address>`, then `ready`. SIGHUP reads `source` (the
 /// configuration file) again: see [`Reload`].
+///
+/// `runtime` is the process's one runtime, which the binary owns (and shuts down).
 pub fn run(
+    runtime: &tokio::runtime::Runtime,
     config: Config,
     resolved: Resolved,
     metrics: Arc<Metrics>,
     source: Option<PathBuf>,
 ) -> Result<(), RunError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("cefgate-io")
-        .build()
-        .map_err(RunError::Runtime)?;
     system::descriptors(&resolved);
     let budget = MemoryBudget::new(resolved.pipeline.max_memory_bytes);
     // Fired at the shutdown deadline: the outputs then leave what they still hold in the
@@ -133,7 +129,7 @@ pub fn run(
                 recovery.quarantined
             );
         }
-        let output = Outputs::started(&runtime, plan, reader, &give_up, &metrics)?;
+        let output = Outputs::started(runtime, plan, reader, &give_up, &metrics)?;
         outputs.push(output);
         writers.push(writer);
     }
@@ -283,7 +279,6 @@ pub fn run(
             }
         }
     }
-    runtime.shutdown_timeout(Duration::from_millis(100));
     Ok(())
 }
 

@@ -164,11 +164,10 @@ fn local(
 /// that Azure checks the credential, the role and the route without taking a row. Each
 /// route's answer is `Ok(note)` or what to fix.
 #[allow(clippy::type_complexity)]
-pub fn probe(settings: &OutputSettings) -> Result<Vec<(String, Result<String, String>)>, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+pub fn probe(
+    runtime: &tokio::runtime::Runtime,
+    settings: &OutputSettings,
+) -> Result<Vec<(String, Result<String, String>)>, String> {
     let _guard = runtime.enter();
     let built =
         build(settings, Arc::default(), CancellationToken::new()).map_err(|e| e.to_string())?;
