@@ -46,7 +46,7 @@ fn declare(columns: &[(&str, ColumnType)]) -> Value {
 }
 
 /// The built-in tables have no `CefgateDiagnostics`, `CefgateEventId` or
-/// `CefgateReceivedTime`: fold them into `AdditionalExtensions` (CommonSecurityLog) or drop
+/// `CefgateTimeGenerated`: fold them into `AdditionalExtensions` (CommonSecurityLog) or drop
 /// them (Syslog, which has no catch-all).
 /// Each is appended with a `;` only when something is already there, using nothing but
 /// `iif`, `isempty` and `strcat` (transformations support no `trim` or `replace_regex`).
@@ -55,15 +55,15 @@ fn declare(columns: &[(&str, ColumnType)]) -> Value {
 const CSL_TRANSFORM: &str = "source \
 | extend AdditionalExtensions = strcat(AdditionalExtensions, iif(isempty(CefgateEventId), '', strcat(iif(isempty(AdditionalExtensions), '', ';'), 'cefgateEventId=', CefgateEventId))) \
 | extend AdditionalExtensions = strcat(AdditionalExtensions, iif(isempty(CefgateDiagnostics), '', strcat(iif(isempty(AdditionalExtensions), '', ';'), 'cefgateDiagnostics=', CefgateDiagnostics))) \
-| extend AdditionalExtensions = strcat(AdditionalExtensions, iif(isnull(CefgateReceivedTime), '', strcat(iif(isempty(AdditionalExtensions), '', ';'), 'cefgateReceivedTime=', tostring(CefgateReceivedTime)))) \
+| extend AdditionalExtensions = strcat(AdditionalExtensions, iif(isnull(CefgateTimeGenerated), '', strcat(iif(isempty(AdditionalExtensions), '', ';'), 'cefgateTimeGenerated=', tostring(CefgateTimeGenerated)))) \
 | extend SourceSystem = 'OpsManager' \
-| project-away CefgateDiagnostics, CefgateEventId, CefgateReceivedTime";
+| project-away CefgateDiagnostics, CefgateEventId, CefgateTimeGenerated";
 /// Syslog has no catch-all column: a receive time kept because Azure replaces an old
 /// `TimeGenerated` goes to `EventTime` when the message carried no time of its own.
 const SYSLOG_TRANSFORM: &str = "source \
-| extend EventTime = iif(isnull(EventTime), CefgateReceivedTime, EventTime) \
+| extend EventTime = iif(isnull(EventTime), CefgateTimeGenerated, EventTime) \
 | extend SourceSystem = 'Linux' \
-| project-away CefgateDiagnostics, CefgateEventId, CefgateReceivedTime";
+| project-away CefgateDiagnostics, CefgateEventId, CefgateTimeGenerated";
 
 /// The KQL a transformation may use, from `grammars/dcr-transform-kql.tsv`.
 const SUPPORTED_KQL: &str = include_str!("../grammars/dcr-transform-kql.tsv");

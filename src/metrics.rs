@@ -85,7 +85,7 @@ pub struct Metrics {
     /// Values cut at the service's limit (Logs Ingestion 64 KB, Data Collector 32 KB).
     pub values_truncated: AtomicU64,
     /// Rows sent with a TimeGenerated Azure replaces (older than 2 days, or more than 1 day
-    /// ahead); their time travels in CefgateReceivedTime.
+    /// ahead); their time travels in CefgateTimeGenerated.
     pub rows_time_outside_window: AtomicU64,
     /// Spool: chunks written, and what is waiting now (gauges).
     pub spool_chunks_written: AtomicU64,
@@ -527,7 +527,7 @@ impl Metrics {
             (
                 "rows_time_outside_window",
                 C,
-                "Rows sent with a TimeGenerated Azure replaces; their time is in CefgateReceivedTime",
+                "Rows sent with a TimeGenerated Azure replaces; their time is in CefgateTimeGenerated",
                 &self.rows_time_outside_window,
             ),
             (

@@ -559,7 +559,7 @@ fn a_time_azure_would_replace_is_kept_in_cefgate_received_time() {
     };
     let old = row(1);
     assert!(
-        old["CefgateReceivedTime"]
+        old["CefgateTimeGenerated"]
             .as_str()
             .unwrap()
             .starts_with("2020-01-01T00:00:00"),
@@ -569,7 +569,7 @@ fn a_time_azure_would_replace_is_kept_in_cefgate_received_time() {
         !old["TimeGenerated"].as_str().unwrap().starts_with("2020"),
         "the emulator replaced it, as Azure does: {old}"
     );
-    assert!(row(2).get("CefgateReceivedTime").is_none());
+    assert!(row(2).get("CefgateTimeGenerated").is_none());
     assert_eq!(emu.counts()["time_generated_replaced"], 1);
     let c = gate.stop();
     assert_eq!(c.get("rows_time_outside_window"), 1);

@@ -63,11 +63,11 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     fail_first: u64,
     /// Logs Ingestion request limit in bytes (Azure's is 1 MiB); lower it to test splitting.
-    #[arg(long, default_value_t = 1_048_576)]
+    #[arg(long, default_value_t = cefgate::sink::limits::LOGS_INGESTION_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
-    /// Data Collector request limit in bytes (Azure's is 30 MB, answered with 404 when
+    /// Data Collector request limit in bytes (Azure's is 30 MB, kept here as 30,000,000; answered with 404 when
     /// exceeded); lower it to test splitting.
-    #[arg(long, default_value_t = 30 * 1024 * 1024)]
+    #[arg(long, default_value_t = cefgate::sink::limits::DATA_COLLECTOR_MAX_REQUEST_BYTES)]
     data_collector_max_bytes: usize,
     /// The PEM certificate registered for the app: client assertions must be signed with its
     /// key.

@@ -112,13 +112,12 @@ impl Default for EmulatorSettings {
     }
 }
 
-/// Logs Ingestion: 1 MiB per call, compressed or not.
-const LOGS_INGESTION_MAX: usize = 1_048_576;
-/// Logs Ingestion: longer values are cut by the service.
-const LOGS_INGESTION_MAX_VALUE: usize = 64 * 1024;
-/// Data Collector: 30 MB per post.
-const DATA_COLLECTOR_MAX: usize = 30 * 1024 * 1024;
-const DATA_COLLECTOR_MAX_VALUE: usize = 32 * 1024;
+use crate::sink::limits::{
+    DATA_COLLECTOR_MAX_REQUEST_BYTES as DATA_COLLECTOR_MAX,
+    DATA_COLLECTOR_MAX_VALUE_BYTES as DATA_COLLECTOR_MAX_VALUE,
+    LOGS_INGESTION_MAX_REQUEST_BYTES as LOGS_INGESTION_MAX,
+    LOGS_INGESTION_MAX_VALUE_BYTES as LOGS_INGESTION_MAX_VALUE,
+};
 const MONITOR_AUDIENCE: &str = "https://monitor.azure.com";
 
 struct Token {

@@ -16,9 +16,9 @@ use std::fmt::Write as _;
 use crate::decode;
 pub use crate::decode::cef::{ColumnType, FIELDS, FieldSpec, lookup};
 pub use crate::row::{
-    DIAGNOSTICS_COLUMN, EVENT_ID_COLUMN, MapContext, Problem, ProblemKind, RECEIVED_TIME_COLUMN,
-    Reception, RecordSettings, Row, Table, TimeSource, UnknownTimeSource, Value, event_id,
-    write_json, write_json_where,
+    DIAGNOSTICS_COLUMN, EVENT_ID_COLUMN, MapContext, Problem, ProblemKind, Reception,
+    RecordSettings, Row, TIME_GENERATED_COPY_COLUMN, Table, TimeSource, UnknownTimeSource, Value,
+    event_id, write_json, write_json_where,
 };
 pub use problems::{PROBLEM_KINDS, ProblemCounts, kind_index};
 

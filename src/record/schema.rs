@@ -34,7 +34,7 @@ mod tests {
         assert!(csl.contains(&("SourceIP", ColumnType::String)));
         assert_eq!(
             csl.last(),
-            Some(&("CefgateReceivedTime", ColumnType::DateTime))
+            Some(&("CefgateTimeGenerated", ColumnType::DateTime))
         );
     }
 }

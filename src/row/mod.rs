@@ -128,9 +128,10 @@ pub struct RecordSettings {
 /// delivered twice after a recovery can be deduplicated in KQL.
 pub const EVENT_ID_COLUMN: &str = columns::CEFGATE_EVENT_ID;
 
-/// The receive time of a row whose `TimeGenerated` Azure would replace (see
-/// `sink::logs_ingestion`).
-pub const RECEIVED_TIME_COLUMN: &str = columns::CEFGATE_RECEIVED_TIME;
+/// A copy of `TimeGenerated`, written only for a row whose `TimeGenerated` Azure would replace
+/// because it falls outside the ingestion window (see `sink::logs_ingestion`), so the event's
+/// time survives ingestion.
+pub const TIME_GENERATED_COPY_COLUMN: &str = columns::CEFGATE_TIME_GENERATED;
 
 /// `xxh3-64(receive time in ns, little-endian ++ raw message)` as 16 hex digits.
 pub fn event_id(text: &str, received_at: &DateTime<Utc>) -> String {

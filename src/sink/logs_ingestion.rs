@@ -13,7 +13,7 @@ use super::request::{cut_long_values, failure, request_id};
 use super::retry::Outcome;
 use crate::auth::{TokenSource, error_chain};
 use crate::metrics::Metrics;
-use crate::record::RECEIVED_TIME_COLUMN;
+use crate::record::TIME_GENERATED_COPY_COLUMN;
 
 pub struct LogsIngestionApi {
     /// The output's name, the `output` label of `cefgate_http_responses_total`.
@@ -80,9 +80,9 @@ impl TimeWindow {
 }
 
 /// A row whose `TimeGenerated` Azure would replace, with the value also written to
-/// `CefgateReceivedTime` (the DCR keeps it); `None` for a row inside the window. Rows start
+/// `CefgateTimeGenerated` (the DCR keeps it); `None` for a row inside the window. Rows start
 /// with `{"TimeGenerated":"...` (the row builder writes it first).
-pub fn with_received_time(row: &[u8], window: &TimeWindow) -> Option<Vec<u8>> {
+pub fn with_time_generated_copy(row: &[u8], window: &TimeWindow) -> Option<Vec<u8>> {
     const FIRST: &[u8] = b"{\"TimeGenerated\":\"";
     let rest = row.strip_prefix(FIRST)?;
     let end = memchr::memchr(b'"', rest)?;
@@ -93,7 +93,7 @@ pub fn with_received_time(row: &[u8], window: &TimeWindow) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(row.len() + 64);
     out.extend_from_slice(&row[..FIRST.len() + end + 1]);
     out.extend_from_slice(b",\"");
-    out.extend_from_slice(RECEIVED_TIME_COLUMN.as_bytes());
+    out.extend_from_slice(TIME_GENERATED_COPY_COLUMN.as_bytes());
     out.extend_from_slice(b"\":\"");
     out.extend_from_slice(time.as_bytes());
     out.push(b'"');
@@ -112,7 +112,7 @@ impl LogsIngestionApi {
             *last = Some(std::time::Instant::now());
             tracing::warn!(
                 "{rows} row(s) have a TimeGenerated more than 2 days old or 1 day ahead, which \
-                 Azure replaces with the ingestion time; their time is kept in {RECEIVED_TIME_COLUMN} \
+                 Azure replaces with the ingestion time; their time is kept in {TIME_GENERATED_COPY_COLUMN} \
                  (counted in rows_time_outside_window; this warning repeats at most once a minute)"
             );
         }
@@ -134,7 +134,7 @@ impl Output for LogsIngestionApi {
         let window = TimeWindow::at(chrono::Utc::now());
         let kept: Vec<Option<Vec<u8>>> = rows
             .iter()
-            .map(|r| with_received_time(r, &window))
+            .map(|r| with_time_generated_copy(r, &window))
             .collect();
         let outside = kept.iter().flatten().count();
         if outside > 0 {
@@ -259,7 +259,7 @@ mod tests {
             "2026-11-30T11:00:00Z",
         ] {
             assert_eq!(
-                with_received_time(row(inside).as_bytes(), &w),
+                with_time_generated_copy(row(inside).as_bytes(), &w),
                 None,
                 "{inside}"
             );
@@ -269,15 +269,15 @@ mod tests {
             "2020-01-01T00:00:00Z",
             "2026-11-30T12:00:00Z",
         ] {
-            let kept = with_received_time(row(outside).as_bytes(), &w).expect(outside);
+            let kept = with_time_generated_copy(row(outside).as_bytes(), &w).expect(outside);
             assert_eq!(
                 String::from_utf8(kept).unwrap(),
                 format!(
-                    "{{\"TimeGenerated\":\"{outside}\",\"CefgateReceivedTime\":\"{outside}\",\"A\":1}}"
+                    "{{\"TimeGenerated\":\"{outside}\",\"CefgateTimeGenerated\":\"{outside}\",\"A\":1}}"
                 )
             );
         }
-        assert_eq!(with_received_time(b"{\"A\":1}", &w), None);
+        assert_eq!(with_time_generated_copy(b"{\"A\":1}", &w), None);
     }
 
     #[test]
