@@ -65,8 +65,7 @@ pub trait Format: Sync {
 pub static FORMATS: &[&dyn Format] = &[&cef::Cef, &cisco::Cisco, &panos::Panos];
 
 /// The problem kinds each format defines, beside [`crate::row::COMMON_PROBLEMS`].
-pub const FORMAT_PROBLEMS: &[&[crate::row::ProblemKind]] =
-    &[
+pub const FORMAT_PROBLEMS: &[&[crate::row::ProblemKind]] = &[
     syslog::PROBLEMS,
     cef::PROBLEMS,
     cisco::PROBLEMS,
