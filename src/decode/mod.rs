@@ -9,6 +9,7 @@
 
 pub mod cef;
 pub mod cisco;
+pub mod panos;
 pub mod syslog;
 
 use std::cell::OnceCell;
@@ -61,11 +62,15 @@ pub trait Format: Sync {
 
 /// The formats, in the order they are tried: the first that recognises a message builds its
 /// row. CEF comes first because its marker can follow any header, Cisco's tags included.
-pub static FORMATS: &[&dyn Format] = &[&cef::Cef, &cisco::Cisco];
+pub static FORMATS: &[&dyn Format] = &[&cef::Cef, &cisco::Cisco, &panos::Panos];
 
 /// The problem kinds each format defines, beside [`crate::row::COMMON_PROBLEMS`].
-pub const FORMAT_PROBLEMS: &[&[crate::row::ProblemKind]] =
-    &[syslog::PROBLEMS, cef::PROBLEMS, cisco::PROBLEMS];
+pub const FORMAT_PROBLEMS: &[&[crate::row::ProblemKind]] = &[
+    syslog::PROBLEMS,
+    cef::PROBLEMS,
+    cisco::PROBLEMS,
+    panos::PROBLEMS,
+];
 
 /// The row of one message: the first format's that recognises it, else a `Syslog` row.
 pub fn row<'a>(text: &'a str, cx: &MapContext<'a>) -> Row<'a> {

@@ -18,7 +18,7 @@ use crate::row::{
 use crate::time::TimeContext;
 
 /// Where `act` (`DeviceAction`) is in the dictionary; `SimplifiedDeviceAction` follows it.
-pub(super) const ACT_INDEX: u16 = 0;
+pub(crate) const ACT_INDEX: u16 = 0;
 
 const SEEN_WORDS: usize = FIELDS.len().div_ceil(64);
 
@@ -167,7 +167,7 @@ pub fn row<'a>(
 
 /// Converts a CEF value to its column's type, or says why it does not fit (the caller keeps
 /// the value as written in `AdditionalExtensions`).
-fn convert<'a>(
+pub(crate) fn convert<'a>(
     spec: &FieldSpec,
     value: Cow<'a, str>,
     time: &TimeContext,
@@ -200,12 +200,12 @@ fn convert<'a>(
 /// `key=value;key=value`, the form Sentinel content splits on. Values are written as they
 /// came, escapes included (`CN\=...`), as Microsoft's agent keeps them (fixtures/README.md).
 #[derive(Default)]
-struct AdditionalExtensions {
+pub(crate) struct AdditionalExtensions {
     text: Option<String>,
 }
 
 impl AdditionalExtensions {
-    fn push(&mut self, key: &str, value: &str) {
+    pub(crate) fn push(&mut self, key: &str, value: &str) {
         let text = self.text.get_or_insert_with(|| String::with_capacity(256));
         if !text.is_empty() {
             text.push(';');
@@ -215,7 +215,7 @@ impl AdditionalExtensions {
         text.push_str(value);
     }
 
-    fn finish(self) -> Option<String> {
+    pub(crate) fn finish(self) -> Option<String> {
         self.text
     }
 }

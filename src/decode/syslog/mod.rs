@@ -62,6 +62,17 @@ pub fn parse<'a>(text: &'a str, ctx: &TimeContext) -> SyslogHeader<'a> {
         return h;
     }
     let mut h = parse_loose(text, ctx);
+    // An RFC 3164 TAG is alphanumeric: a "tag" with a comma is the start of MSG that
+    // `syslog_loose` cut at its first space (PAN-OS's `1,2026/12/03 10:00:00,...`).
+    if !h.rfc5424
+        && let Some(app) = h.appname
+        && app.contains(',')
+        && let Some(at) = offset_in(text, app)
+    {
+        h.appname = None;
+        h.procid = None;
+        h.msg = &text[at..];
+    }
     // A PRI `syslog_loose` could not place (the rest matched no header it knows) is still
     // the PRI: honoured, and not left at the front of the message.
     if h.facility.is_none()
@@ -498,6 +509,23 @@ mod tests {
             (h.hostname, h.appname, h.msg),
             (Some("mymachine"), Some("su"), "bad su")
         );
+    }
+
+    #[test]
+    fn a_tag_with_a_comma_is_the_start_of_the_message() {
+        let ctx = ctx();
+        let body = "1,2026/12/03 10:00:00,012345678901,TRAFFIC,end,2561";
+        for line in [
+            format!("<14>Dec  3 10:00:00 fw01 {body}"),
+            format!("<14>1 2026-12-03T10:00:00Z fw01 - - - - {body}"),
+            format!("<14>{body}"),
+            body.to_string(),
+        ] {
+            let h = parse(&line, &ctx);
+            assert_eq!((h.appname, h.msg), (None, body), "{line}");
+        }
+        let h = parse("<14>Dec  3 10:00:00 fw01 sshd[5]: a, b", &ctx);
+        assert_eq!((h.appname, h.msg), (Some("sshd"), "a, b"));
     }
 
     #[test]
