@@ -1,6 +1,7 @@
 //! What every component's settings module shares with the configuration shell: the problem
 //! type with its FILE:LINE:COL, the locator that finds a key's place in the file, and small
-//! checks (ranges, CIDR lists, zones, secret files). Low on purpose: it imports no component
+//! checks (ranges, CIDR lists, zones, secret files), and the state folder: where cefgate keeps
+//! files it makes itself, which defaults settings such as the dead-letter path. Low on purpose: it imports no component
 //! settings and not the configuration shell, so a component's `config` module and the shell can both
 //! use it.
 
@@ -289,4 +290,43 @@ pub fn filesystem_size(path: &Path) -> Option<(u64, PathBuf)> {
     let size = (st.f_blocks as u64).saturating_mul(st.f_frsize as u64);
     // Pseudo filesystems (proc, some FUSE ones) report no size: nothing to compare.
     (size > 0).then_some((size, on))
+}
+
+/// `--state-dir`, when given: wins over the environment.
+static STATE_FOLDER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the state folder for this process (`--state-dir`); the first call wins.
+pub fn set_state_folder(dir: PathBuf) {
+    let _ = STATE_FOLDER.set(dir);
+}
+
+/// Where cefgate keeps state it makes itself: `--state-dir`, else `$STATE_DIRECTORY` (set by systemd's
+/// `StateDirectory=`), else `$XDG_STATE_HOME/cefgate`, else `~/.local/state/cefgate`, else
+/// `/var/lib/cefgate`.
+pub fn state_folder() -> PathBuf {
+    if let Some(dir) = STATE_FOLDER.get() {
+        return dir.clone();
+    }
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = var("STATE_DIRECTORY") {
+        // systemd may list several, separated by colons: the first is ours.
+        let first = dir
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        return PathBuf::from(first);
+    }
+    if let Some(dir) = var("XDG_STATE_HOME") {
+        return dir.join("cefgate");
+    }
+    match var("HOME") {
+        Some(home) => home.join(".local/state/cefgate"),
+        None => PathBuf::from("/var/lib/cefgate"),
+    }
 }

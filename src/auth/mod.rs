@@ -9,6 +9,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::errors::error_chain;
 use serde::Deserialize;
 
 pub mod certificate;
@@ -418,18 +419,6 @@ fn token_url(authority_host: &str, tenant_id: &str) -> String {
         "{}/{tenant_id}/oauth2/v2.0/token",
         authority_host.trim_end_matches('/')
     )
-}
-
-/// An error with its causes, for messages (reqwest hides the useful part in sources).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

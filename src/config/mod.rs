@@ -34,10 +34,10 @@ pub use crate::monitor::config::MetricsConfig;
 use crate::record::TimeSource;
 pub use crate::settings::ConfigProblem;
 use crate::settings::{Locator, open_to_others};
+pub use crate::settings::{set_state_folder, state_folder};
 use crate::sink::OutputSettings;
 pub use crate::sink::config::{CredentialKind, OutputConfig, OutputKind};
 use crate::spool::SpoolSettings;
-pub use paths::{set_state_folder, state_folder};
 pub use sections::{LogConfig, PipelineConfig, RecordConfig};
 pub use spool::SpoolConfig;
 

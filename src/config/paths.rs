@@ -1,5 +1,5 @@
 //! Checks over every path setting at once (empty, NUL, pseudo-filesystems, the
-//! configuration file itself), and the state folder cefgate keeps its own files in.
+//! configuration file itself).
 
 use std::path::{Path, PathBuf};
 
@@ -96,43 +96,4 @@ fn pseudo_filesystem(path: &Path) -> Option<&'static str> {
         0x1cd1 => "devpts",
         _ => return None,
     })
-}
-
-/// `--state-dir`, when given: wins over the environment.
-static STATE_FOLDER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-
-/// Sets the state folder for this process (`--state-dir`); the first call wins.
-pub fn set_state_folder(dir: PathBuf) {
-    let _ = STATE_FOLDER.set(dir);
-}
-
-/// Where cefgate keeps state it makes itself: `--state-dir`, else `$STATE_DIRECTORY` (set by systemd's
-/// `StateDirectory=`), else `$XDG_STATE_HOME/cefgate`, else `~/.local/state/cefgate`, else
-/// `/var/lib/cefgate`.
-pub fn state_folder() -> PathBuf {
-    if let Some(dir) = STATE_FOLDER.get() {
-        return dir.clone();
-    }
-    let var = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if let Some(dir) = var("STATE_DIRECTORY") {
-        // systemd may list several, separated by colons: the first is ours.
-        let first = dir
-            .to_string_lossy()
-            .split(':')
-            .next()
-            .unwrap_or_default()
-            .to_string();
-        return PathBuf::from(first);
-    }
-    if let Some(dir) = var("XDG_STATE_HOME") {
-        return dir.join("cefgate");
-    }
-    match var("HOME") {
-        Some(home) => home.join(".local/state/cefgate"),
-        None => PathBuf::from("/var/lib/cefgate"),
-    }
 }

@@ -17,7 +17,7 @@ use super::delivery::{Encoded, Output};
 use super::request::{cut_long_values, failure, request_id};
 use super::retry::Outcome;
 use super::signature::{SharedKeySigner, imf_fixdate};
-use crate::auth::error_chain;
+use crate::errors::error_chain;
 use crate::metrics::Metrics;
 
 /// What `TimeGenerated` is renamed to in Data Collector rows.

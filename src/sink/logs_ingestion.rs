@@ -11,7 +11,8 @@ use flate2::write::GzEncoder;
 use super::delivery::{Encoded, Output};
 use super::request::{cut_long_values, failure, request_id};
 use super::retry::Outcome;
-use crate::auth::{TokenSource, error_chain};
+use crate::auth::TokenSource;
+use crate::errors::error_chain;
 use crate::metrics::Metrics;
 use crate::record::TIME_GENERATED_COPY_COLUMN;
 

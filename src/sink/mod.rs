@@ -60,7 +60,7 @@ fn http_client(timeout: Duration) -> Result<reqwest::Client, OutputSetupError> {
         .tcp_nodelay(true)
         .pool_max_idle_per_host(16)
         .build()
-        .map_err(|e| OutputSetupError::Http(crate::auth::error_chain(&e)))
+        .map_err(|e| OutputSetupError::Http(crate::errors::error_chain(&e)))
 }
 
 /// Builds the output `settings` describe. `give_up` is fired at the shutdown deadline.
