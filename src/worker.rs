@@ -16,22 +16,27 @@ use crate::decode::time::SenderZone;
 use crate::filter::{Predicate, ProjectAway};
 use crate::listen::{FrameBatch, ZoneRules};
 use crate::metrics::{Metrics, OutputCounters};
-use crate::record::{ProblemCounts, Reception, RowBuilder, Table, write_json, write_json_where};
-use crate::row::json_len;
+use crate::record::{ProblemCounts, Reception, RowBuilder, Table};
+use crate::row::{JsonShape, json_len, write_json_shaped};
 
 /// One output as the decode stage sees it: which rows it takes, which columns it leaves
-/// out, where its batches go, and its counters.
+/// out, how its API wants the JSON, where its batches go, and its counters. This is the one
+/// place a row takes its output's shape: batches, the spool and dead letters hold rows as
+/// the output sends them.
 pub struct Tap {
     pub filter: Option<Predicate>,
     pub project_away: ProjectAway,
+    pub json_shape: JsonShape,
     pub writer: Writer,
     pub counters: Arc<OutputCounters>,
 }
 
 impl Tap {
-    /// Takes every row whole: the row can go straight to JSON.
+    /// Takes every row whole and as built: the row can go straight to JSON.
     fn takes_all(&self) -> bool {
-        self.filter.is_none() && self.project_away.is_empty()
+        self.filter.is_none()
+            && self.project_away.is_empty()
+            && self.json_shape == JsonShape::AS_BUILT
     }
 }
 
@@ -140,18 +145,18 @@ pub fn decode(
                         continue;
                     }
                     Metrics::add(&tap.counters.rows_kept, 1);
-                    let away = &tap.project_away;
-                    let done = if away.is_empty() {
-                        lane.batcher
-                            .push(row.table, now, |out| write_json(row, out))
-                    } else {
-                        let mut removed = 0;
-                        let done = lane.batcher.push(row.table, now, |out| {
-                            removed = write_json_where(row, |c| !away.removes(c), out);
-                        });
-                        Metrics::add(&tap.counters.bytes_not_sent, removed as u64);
-                        done
-                    };
+                    let (away, shape) = (&tap.project_away, &tap.json_shape);
+                    let mut written = Default::default();
+                    let done = lane.batcher.push(row.table, now, |out| {
+                        written = write_json_shaped(row, shape, |c| !away.removes(c), out);
+                    });
+                    let written: crate::row::Written = written;
+                    if written.left_out > 0 {
+                        Metrics::add(&tap.counters.bytes_not_sent, written.left_out as u64);
+                    }
+                    if written.values_cut > 0 {
+                        Metrics::add(&metrics.values_truncated, written.values_cut);
+                    }
                     if let Some(done) = done {
                         lane.send(done);
                     }

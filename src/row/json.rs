@@ -4,22 +4,66 @@
 use super::{Row, Value};
 use crate::time::write_iso8601;
 
+/// Appended to a string value cut at an output's limit.
+pub const TRUNCATION_MARKER: &str = "...[truncated by cefgate]";
+
+/// What an output's API asks of a row's JSON besides its columns: the name `TimeGenerated`
+/// goes under, and the longest string value the service keeps. An output decides it once
+/// (`sink::OutputSettings::json_shape`) and the row is written that way, so rows leave the
+/// buffer as the output sends them and no sink parses or rewrites them again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonShape {
+    /// The key `TimeGenerated`'s value is written under.
+    pub time_column: &'static str,
+    /// String values longer than this many bytes (before JSON escaping) are cut to it,
+    /// ending with [`TRUNCATION_MARKER`] (the service would cut them without a word).
+    pub max_value_bytes: usize,
+}
+
+impl JsonShape {
+    /// Rows as the row builder made them: `convert`, stdout and files.
+    pub const AS_BUILT: JsonShape = JsonShape {
+        time_column: super::schema::columns::TIME_GENERATED,
+        max_value_bytes: usize::MAX,
+    };
+}
+
+/// What writing a row left out or changed, for the output's counters.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Written {
+    /// Bytes the columns left out would have taken (with their commas).
+    pub left_out: usize,
+    /// String values cut at [`JsonShape::max_value_bytes`].
+    pub values_cut: u64,
+}
+
 /// Appends `row` as one JSON object (no trailing newline).
 pub fn write_json(row: &Row<'_>, out: &mut Vec<u8>) {
-    write_json_where(row, |_| true, out);
+    write_json_shaped(row, &JsonShape::AS_BUILT, |_| true, out);
 }
 
 /// Appends `row` as one JSON object with only the columns `keep` accepts; returns how many
 /// bytes the others would have taken.
 pub fn write_json_where(row: &Row<'_>, keep: impl Fn(&str) -> bool, out: &mut Vec<u8>) -> usize {
+    write_json_shaped(row, &JsonShape::AS_BUILT, keep, out).left_out
+}
+
+/// Appends `row` as one JSON object in `shape`, with only the columns `keep` accepts.
+pub fn write_json_shaped(
+    row: &Row<'_>,
+    shape: &JsonShape,
+    keep: impl Fn(&str) -> bool,
+    out: &mut Vec<u8>,
+) -> Written {
+    let rename = shape.time_column != super::schema::columns::TIME_GENERATED;
     let mut first = true;
-    let mut left_out = 0;
+    let mut written = Written::default();
     out.push(b'{');
     for (column, value) in &row.columns {
         if !keep(column) {
             let start = out.len();
             write_pair(column, value, out);
-            left_out += out.len() - start + 1;
+            written.left_out += out.len() - start + 1;
             out.truncate(start);
             continue;
         }
@@ -27,10 +71,37 @@ pub fn write_json_where(row: &Row<'_>, keep: impl Fn(&str) -> bool, out: &mut Ve
             out.push(b',');
         }
         first = false;
-        write_pair(column, value, out);
+        let column: &str = if rename && *column == super::schema::columns::TIME_GENERATED {
+            shape.time_column
+        } else {
+            column
+        };
+        match value {
+            Value::Str(s) if s.len() > shape.max_value_bytes => {
+                write_pair(
+                    column,
+                    &Value::Str(cut(s, shape.max_value_bytes).into()),
+                    out,
+                );
+                written.values_cut += 1;
+            }
+            _ => write_pair(column, value, out),
+        }
     }
     out.push(b'}');
-    left_out
+    written
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, the marker included.
+fn cut(s: &str, max: usize) -> String {
+    let mut end = max.saturating_sub(TRUNCATION_MARKER.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut text = String::with_capacity(end + TRUNCATION_MARKER.len());
+    text.push_str(&s[..end]);
+    text.push_str(TRUNCATION_MARKER);
+    text
 }
 
 /// How many bytes [`write_json`] would write for `row`, without writing its strings: what an
@@ -202,6 +273,44 @@ mod tests {
     use super::*;
     use crate::row::Table;
     use std::borrow::Cow;
+
+    #[test]
+    fn a_shape_renames_the_time_and_cuts_long_values_with_a_marker() {
+        let long = "é".repeat(40);
+        let row = Row {
+            table: Table::Syslog,
+            columns: vec![
+                ("TimeGenerated", Value::Str("2026-12-03T10:00:00Z".into())),
+                ("Computer", Value::Str("fw".into())),
+                ("SyslogMessage", Value::Str(long.as_str().into())),
+                ("ProcessID", Value::Int(7)),
+            ],
+            problems: Vec::new(),
+        };
+        let shape = JsonShape {
+            time_column: "CefgateTimeGenerated",
+            max_value_bytes: 40,
+        };
+        let mut out = Vec::new();
+        let written = write_json_shaped(&row, &shape, |c| c != "ProcessID", &mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["CefgateTimeGenerated"], "2026-12-03T10:00:00Z");
+        assert!(v.get("TimeGenerated").is_none());
+        let message = v["SyslogMessage"].as_str().unwrap();
+        assert!(
+            message.len() <= 40 && message.ends_with(TRUNCATION_MARKER),
+            "{message}"
+        );
+        assert!(message.starts_with('é'));
+        assert_eq!(written.values_cut, 1);
+        assert_eq!(written.left_out, r#","ProcessID":7"#.len());
+        // As built: nothing renamed, nothing cut.
+        let mut as_built = Vec::new();
+        write_json(&row, &mut as_built);
+        let v: serde_json::Value = serde_json::from_slice(&as_built).unwrap();
+        assert_eq!(v["SyslogMessage"], long.as_str());
+        assert_eq!(v["TimeGenerated"], "2026-12-03T10:00:00Z");
+    }
 
     #[test]
     fn escapes_match_serde_json() {

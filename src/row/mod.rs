@@ -11,7 +11,10 @@ use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
 
-pub use json::{json_len, write_json, write_json_where};
+pub use json::{
+    JsonShape, TRUNCATION_MARKER, Written, json_len, write_json, write_json_shaped,
+    write_json_where,
+};
 pub use problem::{COMMON_PROBLEMS, DIAGNOSTICS_COLUMN, Problem, ProblemKind};
 pub use schema::{ColumnType, columns};
 

@@ -39,6 +39,7 @@ pub(super) fn start(
             .map(|(plan, writer)| worker::Tap {
                 filter: plan.filter.clone(),
                 project_away: plan.project_away.clone(),
+                json_shape: plan.settings.json_shape(),
                 writer: writer.clone(),
                 counters: metrics.output(&plan.name),
             })

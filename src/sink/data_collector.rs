@@ -2,10 +2,13 @@
 //! 2016-04-01`, SharedKey signature). Microsoft ended its support on 14 September 2026; it is
 //! here for workspaces that still use it.
 //!
-//! Two row changes the API forces: `TimeGenerated` is a reserved name, so the row's
-//! `TimeGenerated` is sent as `CefgateTimeGenerated` and named in `time-generated-field`
+//! Two row changes the API forces, both made when the row is written
+//! ([`super::OutputSettings::json_shape`]): `TimeGenerated` is a reserved name, so the row's
+//! `TimeGenerated` is written as `CefgateTimeGenerated` and named in `time-generated-field`
 //! (the service then sets `TimeGenerated` from it); values over 32 KB are cut to 32 KB with
-//! a marker (the service would cut them silently), and counted.
+//! a marker (the service would cut them silently), and counted. Rows reach this module ready;
+//! only rows left in a spool or dead-letter file by a release that renamed at send time are
+//! renamed here ([`legacy_row`]).
 //!
 //! A 404 can mean a wrong workspace or a request the service finds too large: a request of
 //! several rows is split once before the route is stopped.
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::delivery::{Encoded, Output};
-use super::request::{cut_long_values, failure, request_id};
+use super::request::{failure, request_id};
 use super::retry::Outcome;
 use super::signature::{SharedKeySigner, imf_fixdate};
 use crate::errors::error_chain;
@@ -22,8 +25,6 @@ use crate::metrics::Metrics;
 
 /// What `TimeGenerated` is renamed to in Data Collector rows.
 pub const RENAMED_TIME_GENERATED: &str = "CefgateTimeGenerated";
-/// The service's limit for one value.
-pub const MAX_VALUE_BYTES: usize = super::limits::DATA_COLLECTOR_MAX_VALUE_BYTES;
 
 pub struct DataCollectorApi {
     /// The output's name, the `output` label of `cefgate_http_responses_total`.
@@ -36,43 +37,37 @@ pub struct DataCollectorApi {
     pub metrics: Arc<Metrics>,
 }
 
-/// One row as the Data Collector API takes it (see the module notes).
-pub fn adapt_row(row: &[u8], out: &mut Vec<u8>, truncated: &mut u64) {
-    const FIRST: &[u8] = b"{\"TimeGenerated\":";
-    if cut_long_values(
-        row,
-        MAX_VALUE_BYTES,
-        Some(RENAMED_TIME_GENERATED),
-        out,
-        truncated,
-    ) {
-        return;
-    }
-    match row.strip_prefix(FIRST) {
-        Some(rest) => {
-            out.extend_from_slice(b"{\"");
-            out.extend_from_slice(RENAMED_TIME_GENERATED.as_bytes());
-            out.extend_from_slice(b"\":");
-            out.extend_from_slice(rest);
-        }
-        None => out.extend_from_slice(row),
-    }
+/// How a row that still has `TimeGenerated` starts: one written before rows took their
+/// output's shape when built.
+const LEGACY_START: &[u8] = b"{\"TimeGenerated\":";
+
+/// `row` with `TimeGenerated` renamed, when it is a row written by an older release (kept in a
+/// spool chunk or a dead-letter file across an upgrade); `None` for a row already in shape.
+pub fn legacy_row(row: &[u8]) -> Option<Vec<u8>> {
+    let rest = row.strip_prefix(LEGACY_START)?;
+    let mut out = Vec::with_capacity(row.len() + 8);
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(RENAMED_TIME_GENERATED.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(rest);
+    Some(out)
 }
 
 impl Output for DataCollectorApi {
-    /// The JSON array with each row adapted (see the module notes): once per chunk.
+    /// The rows as one JSON array: once per chunk.
     async fn encode(&self, _log_type: &str, rows: &[&[u8]]) -> Result<Encoded, Outcome> {
-        let mut body = Vec::with_capacity(rows.iter().map(|r| r.len() + 8).sum::<usize>() + 2);
-        let mut truncated = 0;
+        let mut body = Vec::with_capacity(rows.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
         body.push(b'[');
         for (i, row) in rows.iter().enumerate() {
             if i > 0 {
                 body.push(b',');
             }
-            adapt_row(row, &mut body, &mut truncated);
+            match legacy_row(row) {
+                Some(renamed) => body.extend_from_slice(&renamed),
+                None => body.extend_from_slice(row),
+            }
         }
         body.push(b']');
-        Metrics::add(&self.metrics.values_truncated, truncated);
         Ok(Encoded {
             body: body.into(),
             gzip: false,
@@ -138,9 +133,18 @@ impl Output for DataCollectorApi {
     async fn reset_credentials(&self) {}
 
     fn request_size(&self, rows: &[&[u8]]) -> usize {
-        // The renamed first key adds a few bytes per row.
+        // A legacy row grows by the longer name when renamed.
+        let growth = RENAMED_TIME_GENERATED.len() - "TimeGenerated".len();
         rows.iter()
-            .map(|r| r.len() + 1 + RENAMED_TIME_GENERATED.len())
+            .map(|r| {
+                r.len()
+                    + 1
+                    + if r.starts_with(LEGACY_START) {
+                        growth
+                    } else {
+                        0
+                    }
+            })
             .sum::<usize>()
             + 1
     }
@@ -149,41 +153,17 @@ impl Output for DataCollectorApi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::request::TRUNCATION_MARKER;
-
-    fn adapt(row: &str) -> (String, u64) {
-        let mut out = Vec::new();
-        let mut n = 0;
-        adapt_row(row.as_bytes(), &mut out, &mut n);
-        (String::from_utf8(out).unwrap(), n)
-    }
 
     #[test]
-    fn time_generated_is_renamed() {
-        let (row, n) = adapt(r#"{"TimeGenerated":"2026-11-26T10:00:00Z","Computer":"fw"}"#);
+    fn a_row_left_by_an_older_release_has_its_time_renamed() {
+        let old = legacy_row(br#"{"TimeGenerated":"2026-11-26T10:00:00Z","Computer":"fw"}"#);
         assert_eq!(
-            row,
-            r#"{"CefgateTimeGenerated":"2026-11-26T10:00:00Z","Computer":"fw"}"#
+            old.as_deref(),
+            Some(&br#"{"CefgateTimeGenerated":"2026-11-26T10:00:00Z","Computer":"fw"}"#[..])
         );
-        assert_eq!(n, 0);
-    }
-
-    #[test]
-    fn long_values_are_cut_with_a_marker_and_counted() {
-        let long = "é".repeat(20_000); // 40,000 bytes
-        let (row, n) = adapt(&format!(
-            r#"{{"TimeGenerated":"t","Message":"{long}","Short":"x"}}"#
-        ));
-        let v: serde_json::Value = serde_json::from_str(&row).unwrap();
-        let m = v["Message"].as_str().unwrap();
-        assert!(
-            m.len() <= MAX_VALUE_BYTES && m.ends_with(TRUNCATION_MARKER),
-            "{}",
-            m.len()
+        assert_eq!(
+            legacy_row(br#"{"CefgateTimeGenerated":"2026-11-26T10:00:00Z"}"#),
+            None
         );
-        assert_eq!(v["Short"], "x");
-        assert_eq!(v[RENAMED_TIME_GENERATED], "t");
-        assert!(v.get("TimeGenerated").is_none());
-        assert_eq!(n, 1);
     }
 }

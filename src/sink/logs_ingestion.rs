@@ -9,7 +9,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 
 use super::delivery::{Encoded, Output};
-use super::request::{cut_long_values, failure, request_id};
+use super::request::{failure, request_id};
 use super::retry::Outcome;
 use crate::auth::TokenSource;
 use crate::errors::error_chain;
@@ -31,20 +31,13 @@ pub struct LogsIngestionApi {
 
 /// The rows as one JSON array.
 pub fn json_array(rows: &[&[u8]]) -> Vec<u8> {
-    json_array_cut(rows, usize::MAX, &mut 0)
-}
-
-/// The rows as one JSON array, string values longer than `max` cut with a marker (counted).
-pub fn json_array_cut(rows: &[&[u8]], max: usize, truncated: &mut u64) -> Vec<u8> {
     let mut body = Vec::with_capacity(rows.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
     body.push(b'[');
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
-        if !cut_long_values(row, max, None, &mut body, truncated) {
-            body.extend_from_slice(row);
-        }
+        body.extend_from_slice(row);
     }
     body.push(b']');
     body
@@ -102,9 +95,6 @@ pub fn with_time_generated_copy(row: &[u8], window: &TimeWindow) -> Option<Vec<u
     Some(out)
 }
 
-/// The service's limit for one value: longer ones it cuts without a word.
-pub const MAX_VALUE_BYTES: usize = super::limits::LOGS_INGESTION_MAX_VALUE_BYTES;
-
 impl LogsIngestionApi {
     fn report_outside_window(&self, rows: usize) {
         Metrics::add(&self.metrics.rows_time_outside_window, rows as u64);
@@ -129,8 +119,10 @@ fn gzip(json: &[u8]) -> Vec<u8> {
 }
 
 impl Output for LogsIngestionApi {
-    /// The JSON array, with the time of rows outside Azure's window copied, long values
-    /// cut, and gzip: once per chunk, whatever the number of attempts.
+    /// The JSON array, with the time of rows outside Azure's window copied, and gzip: once
+    /// per chunk, whatever the number of attempts. Long values were cut when the rows were
+    /// written ([`super::OutputSettings::json_shape`]); the window is judged here, at send
+    /// time, because a row may wait in the spool for days.
     async fn encode(&self, _stream: &str, rows: &[&[u8]]) -> Result<Encoded, Outcome> {
         let window = TimeWindow::at(chrono::Utc::now());
         let kept: Vec<Option<Vec<u8>>> = rows
@@ -146,9 +138,7 @@ impl Output for LogsIngestionApi {
             .zip(&kept)
             .map(|(row, kept)| kept.as_deref().unwrap_or(row))
             .collect();
-        let mut truncated = 0;
-        let json = json_array_cut(&rows, MAX_VALUE_BYTES, &mut truncated);
-        Metrics::add(&self.metrics.values_truncated, truncated);
+        let json = json_array(&rows);
         if !self.gzip {
             return Ok(Encoded {
                 body: json.into(),

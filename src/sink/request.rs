@@ -1,10 +1,7 @@
-//! What both Azure APIs share about a request: its ID, reading a failed answer, and cutting
-//! values longer than the service keeps (it would cut them without a word).
+//! What both Azure APIs share about a request: its ID and reading a failed answer. (Values
+//! longer than a service keeps are cut when the row is written: `row::JsonShape`.)
 
 use super::retry::parse_retry_after;
-
-/// Appended to a value cut at a service's limit.
-pub const TRUNCATION_MARKER: &str = "...[truncated by cefgate]";
 
 /// A random (version 4) UUID for `x-ms-client-request-id`, the form the services expect, so
 /// both sides can find a request.
@@ -72,46 +69,6 @@ pub fn service_ids(response: &reqwest::Response) -> String {
     )
 }
 
-/// Writes `row` to `out` with every string value longer than `max` bytes cut to `max` (the
-/// marker included) and counted in `truncated`, and `TimeGenerated` renamed when asked.
-/// Returns `false`, writing nothing, when no value can be that long (the row is shorter), so
-/// the caller copies the row as it is: the common case costs one length check.
-pub fn cut_long_values(
-    row: &[u8],
-    max: usize,
-    rename_time_generated: Option<&str>,
-    out: &mut Vec<u8>,
-    truncated: &mut u64,
-) -> bool {
-    if row.len() <= max {
-        return false;
-    }
-    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice::<serde_json::Value>(row)
-    else {
-        return false;
-    };
-    for value in map.values_mut() {
-        if let serde_json::Value::String(s) = value
-            && s.len() > max
-        {
-            let mut cut = max - TRUNCATION_MARKER.len();
-            while !s.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            s.truncate(cut);
-            s.push_str(TRUNCATION_MARKER);
-            *truncated += 1;
-        }
-    }
-    if let Some(name) = rename_time_generated
-        && let Some(t) = map.remove("TimeGenerated")
-    {
-        map.insert(name.into(), t);
-    }
-    serde_json::to_writer(out, &map).expect("writing to memory");
-    true
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,32 +86,5 @@ mod tests {
         assert!(parts[2].starts_with('4'), "{id}");
         assert!(matches!(&parts[3][..1], "8" | "9" | "a" | "b"), "{id}");
         assert_ne!(request_id(), id);
-    }
-
-    #[test]
-    fn long_values_are_cut_with_the_marker_and_short_rows_left_alone() {
-        let long = "é".repeat(40_000); // 80,000 bytes
-        let row = format!("{{\"TimeGenerated\":\"t\",\"Message\":\"{long}\",\"Port\":1}}");
-        let (mut out, mut n) = (Vec::new(), 0);
-        assert!(cut_long_values(
-            row.as_bytes(),
-            65_536,
-            None,
-            &mut out,
-            &mut n
-        ));
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        let m = v["Message"].as_str().unwrap();
-        assert!(
-            m.len() <= 65_536 && m.ends_with(TRUNCATION_MARKER),
-            "{}",
-            m.len()
-        );
-        assert_eq!(
-            (n, v["Port"].as_i64(), v["TimeGenerated"].as_str()),
-            (1, Some(1), Some("t"))
-        );
-        let short = br#"{"Message":"x"}"#;
-        assert!(!cut_long_values(short, 65_536, None, &mut out, &mut n));
     }
 }

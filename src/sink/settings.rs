@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::signature::SharedKeySigner;
 use crate::auth::Credential;
+use crate::row::JsonShape;
 
 /// One output.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +35,29 @@ pub enum Destination {
     File(PathBuf),
     LogsIngestion(LogsIngestionSettings),
     DataCollector(DataCollectorSettings),
+}
+
+impl OutputSettings {
+    /// How this output's rows are written, decided here once for the output type: the
+    /// worker writes every row this way, so nothing downstream rewrites a row.
+    /// - Logs Ingestion: values cut at 64 KiB (the service cuts longer ones silently).
+    /// - Data Collector: `TimeGenerated` is a reserved name there, so the time travels as
+    ///   `CefgateTimeGenerated` (named in the `time-generated-field` header); values cut at
+    ///   32 KiB.
+    /// - stdout and files: rows as built.
+    pub fn json_shape(&self) -> JsonShape {
+        match &self.destination {
+            Destination::Stdout | Destination::File(_) => JsonShape::AS_BUILT,
+            Destination::LogsIngestion(_) => JsonShape {
+                max_value_bytes: super::limits::LOGS_INGESTION_MAX_VALUE_BYTES,
+                ..JsonShape::AS_BUILT
+            },
+            Destination::DataCollector(_) => JsonShape {
+                time_column: super::data_collector::RENAMED_TIME_GENERATED,
+                max_value_bytes: super::limits::DATA_COLLECTOR_MAX_VALUE_BYTES,
+            },
+        }
+    }
 }
 
 /// The Logs Ingestion API: a data collection rule and its streams.
