@@ -23,6 +23,8 @@ pub struct ConvertSettings {
     pub filter: Option<crate::filter::Predicate>,
     /// `--project-away`: columns left out.
     pub project_away: crate::filter::ProjectAway,
+    /// `--format`: the format every line is taken to be in (tried first).
+    pub format: Option<crate::row::ForcedFormat>,
 }
 
 /// What one conversion did.
@@ -69,6 +71,7 @@ pub fn convert_stream<R: BufRead, W: Write>(
                         time: TimeContext::new(received_at, settings.zone),
                         peer: settings.sender.as_deref(),
                         truncated: false,
+                        format: settings.format,
                     };
                     // A NUL ends a frame as it does on a TCP stream (see `frames_of`);
                     // blocks without one, nearly all, take the direct path.
@@ -282,6 +285,7 @@ mod tests {
             sender: None,
             filter: None,
             project_away: Default::default(),
+            format: None,
         };
         let mut out = Vec::new();
         let mut summary = ConvertSummary::default();

@@ -14,10 +14,10 @@ use crate::buffer::Writer;
 use crate::decode::TimeContext;
 use crate::decode::time::SenderZone;
 use crate::filter::{Predicate, ProjectAway};
-use crate::listen::{FrameBatch, ZoneRules};
+use crate::listen::{FrameBatch, SenderRules};
 use crate::metrics::{Metrics, OutputCounters};
 use crate::record::{ProblemCounts, Reception, RowBuilder, Table};
-use crate::row::{JsonShape, json_len, write_json_shaped};
+use crate::row::{ForcedFormat, JsonShape, json_len, write_json_shaped};
 
 /// One output as the decode stage sees it: which rows it takes, which columns it leaves
 /// out, how its API wants the JSON, where its batches go, and its counters. This is the one
@@ -115,6 +115,7 @@ pub fn decode(
                 time: TimeContext::new(received_at, peer.zone),
                 peer: info.peer.map(|_| peer.text.as_str()),
                 truncated: info.truncated,
+                format: peer.format,
             };
             if direct {
                 let lane = &mut lanes[0];
@@ -187,9 +188,10 @@ pub fn decode(
 #[derive(Default)]
 struct PeerCache {
     peer: Option<IpAddr>,
-    rules: Option<Arc<ZoneRules>>,
+    rules: Option<Arc<SenderRules>>,
     text: String,
     zone: SenderZone,
+    format: Option<ForcedFormat>,
     /// False until the first frame.
     filled: bool,
 }
@@ -198,7 +200,7 @@ impl PeerCache {
     fn update(
         &mut self,
         peer: Option<IpAddr>,
-        rules: Option<&Arc<ZoneRules>>,
+        rules: Option<&Arc<SenderRules>>,
         default: SenderZone,
     ) {
         let same_rules = match (&self.rules, rules) {
@@ -213,6 +215,7 @@ impl PeerCache {
         self.rules = rules.cloned();
         self.text = peer.map(|p| p.to_string()).unwrap_or_default();
         self.zone = rules.map_or(default, |r| r.for_peer(peer, default));
+        self.format = rules.and_then(|r| r.format_of(peer));
         self.filled = true;
     }
 }

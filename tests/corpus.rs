@@ -136,6 +136,7 @@ fn rows(cases: &[Case]) -> Vec<Map<String, Value>> {
         time: TimeContext::new(received, cefgate::decode::time::SenderZone::default()),
         peer: None,
         truncated: false,
+        format: None,
     };
     cases
         .iter()

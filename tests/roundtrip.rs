@@ -73,6 +73,7 @@ proptest! {
             time: TimeContext::new(chrono::Utc::now(), cefgate::decode::time::SenderZone::default()),
             peer: None,
             truncated: false,
+            format: None,
         };
         let row = builder.build(&text, false, &rx);
         let mut out = Vec::new();

@@ -30,5 +30,6 @@ pub fn reception() -> Reception<'static> {
         ),
         peer: Some("192.0.2.1"),
         truncated: false,
+        format: None,
     }
 }

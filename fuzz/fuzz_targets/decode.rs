@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         ),
         peer: Some("192.0.2.1"),
         truncated: false,
+        format: None,
     };
     let row = builder.build(&text, matches!(text, std::borrow::Cow::Owned(_)), &rx);
     let mut out = Vec::new();

@@ -15,6 +15,7 @@ use cefgate::convert::{ConvertSettings, ConvertSummary, convert_stream};
 use cefgate::decode::time::{SenderZone, UnknownZone};
 use cefgate::filter::{Predicate, PredicateError, ProjectAway};
 use cefgate::record::{RecordSettings, RowBuilder, TimeSource, UnknownTimeSource};
+use cefgate::row::ForcedFormat;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -49,6 +50,19 @@ pub struct Args {
     /// Leave these columns out (an output's `project_away`).
     #[arg(long, value_name = "COL,...", value_delimiter = ',')]
     project_away: Vec<String>,
+    /// Take every line to be in this format (as a listener's `format`; `syslog` for none).
+    /// A line it does not recognise is recognised by content and tagged
+    /// forced-format-missed.
+    #[arg(long, value_name = "NAME",
+          value_parser = format_parser())]
+    format: Option<ForcedFormat>,
+}
+
+/// `--format`: the names clap lists in the help and checks, parsed into the format.
+fn format_parser() -> impl clap::builder::TypedValueParser<Value = ForcedFormat> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(cefgate::decode::format_names())
+        .try_map(|name| name.parse::<ForcedFormat>())
 }
 
 /// Why the options were refused or the input could not be converted.
@@ -119,6 +133,7 @@ fn settings(args: &Args) -> Result<(RowBuilder, ConvertSettings), Error> {
         sender: args.sender.map(|a| a.to_string()),
         filter,
         project_away,
+        format: args.format,
     };
     Ok((RowBuilder::new(record), settings))
 }

@@ -295,7 +295,11 @@ impl Config {
             ));
         }
         let names = self.output_names();
+        // Outputs whose own checks passed: their settings (secrets, PEM files) are read even
+        // when another part of the file has a problem, so that one `check` reports them all.
+        let mut checked = vec![false; self.output.len()];
         for (i, output) in self.output.iter().enumerate() {
+            let before = problems.len();
             crate::sink::config::check(output, i, self.output.len() > 1, at, &mut problems);
             if names[..i].contains(&names[i]) {
                 let span = output
@@ -311,12 +315,14 @@ impl Config {
                     ),
                 ));
             }
+            checked[i] = problems.len() == before;
         }
         let mut plans = Vec::new();
         for (i, output) in self.output.iter().enumerate() {
             let o = output.get_ref();
+            let before = problems.len();
             let (filter, project_away) = o.filters(at, &mut problems);
-            if !problems.is_empty() {
+            if !checked[i] || problems.len() > before {
                 continue;
             }
             match o.settings(self.dead_letter_path(i)) {
@@ -327,7 +333,7 @@ impl Config {
                     project_away,
                     buffer: self.buffer_of(i),
                 }),
-                Err(e) => problems.push(at.problem(Some(output.span()), e)),
+                Err(e) => problems.push(at.problem(e.span.or(Some(output.span())), e.message)),
             }
         }
         if let Some(spool) = &self.spool {

@@ -20,7 +20,7 @@ pub use cisco::CiscoMessage;
 pub use syslog::{ProcessId, SyslogHeader};
 pub use time::TimeContext;
 
-use crate::row::{MapContext, Row};
+use crate::row::{ForcedFormat, MapContext, Problem, ProblemKind, Row};
 
 /// One message as the formats see it: its text, and its syslog header, parsed once, on the
 /// first format that asks for it.
@@ -64,19 +64,77 @@ pub trait Format: Sync {
 /// row. CEF comes first because its marker can follow any header, Cisco's tags included.
 pub static FORMATS: &[&dyn Format] = &[&cef::Cef, &cisco::Cisco, &panos::Panos];
 
+/// The name that forces a plain `Syslog` row: no format is tried.
+pub const SYSLOG: &str = "syslog";
+
+/// The configured format did not recognise the line; the other formats were tried.
+pub const FORCED_FORMAT_MISSED: ProblemKind = ProblemKind::new("forced-format-missed");
+
+/// Problems of the seam itself.
+const SEAM_PROBLEMS: &[ProblemKind] = &[FORCED_FORMAT_MISSED];
+
 /// The problem kinds each format defines, beside [`crate::row::COMMON_PROBLEMS`].
 pub const FORMAT_PROBLEMS: &[&[crate::row::ProblemKind]] = &[
+    SEAM_PROBLEMS,
     syslog::PROBLEMS,
     cef::PROBLEMS,
     cisco::PROBLEMS,
     panos::PROBLEMS,
 ];
 
-/// The row of one message: the first format's that recognises it, else a `Syslog` row.
+/// The names a configuration may force: every format's, and `syslog`.
+pub fn format_names() -> impl Iterator<Item = &'static str> {
+    FORMATS.iter().map(|f| f.name()).chain([SYSLOG])
+}
+
+/// A name that is not a format's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown format {given:?}: use one of {}", format_names().collect::<Vec<_>>().join(", "))]
+pub struct UnknownFormat {
+    pub given: String,
+}
+
+impl std::str::FromStr for ForcedFormat {
+    type Err = UnknownFormat;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        format_names()
+            .find(|n| *n == name)
+            .map(ForcedFormat::checked)
+            .ok_or_else(|| UnknownFormat {
+                given: name.to_string(),
+            })
+    }
+}
+
+/// The row of one message: the configured format's, when one is named and recognises it;
+/// else the first format's that recognises it; else a `Syslog` row. A line the named format
+/// turns away is tagged `forced-format-missed`, so a wrong setting shows in the rows and
+/// the counters instead of going unnoticed.
 pub fn row<'a>(text: &'a str, cx: &MapContext<'a>) -> Row<'a> {
     let message = Message::new(text, cx.rx.time);
+    let Some(forced) = cx.rx.format else {
+        return detect(&message, text, cx);
+    };
+    if forced.name() == SYSLOG {
+        return syslog::row::row(message.header(), text, cx);
+    }
+    let named = FORMATS.iter().find(|f| f.name() == forced.name());
+    if let Some(row) = named.and_then(|f| f.row(&message, cx)) {
+        return row;
+    }
+    let mut row = detect(&message, text, cx);
+    row.problems.push(Problem {
+        kind: FORCED_FORMAT_MISSED,
+        detail: Some(format!("not {}", forced.name())),
+    });
+    row
+}
+
+/// The first format's row that recognises `message`, else a `Syslog` row.
+fn detect<'a>(message: &Message<'a>, text: &'a str, cx: &MapContext<'a>) -> Row<'a> {
     for format in FORMATS {
-        if let Some(row) = format.row(&message, cx) {
+        if let Some(row) = format.row(message, cx) {
             return row;
         }
     }

@@ -317,3 +317,63 @@ fn plain_syslog() {
     assert_eq!(d.payload, Payload::Syslog);
     assert_eq!(d.header.msg, "hello CEF world");
 }
+
+/// The row `row` builds for `text` with `format` named by the configuration.
+fn forced_row<'a>(
+    text: &'a str,
+    format: Option<&str>,
+    settings: &'a crate::row::RecordSettings,
+) -> Row<'a> {
+    let cx = MapContext {
+        settings,
+        rx: crate::row::Reception {
+            time: ctx(),
+            peer: None,
+            truncated: false,
+            format: format.map(|f| f.parse().unwrap()),
+        },
+    };
+    row(text, &cx)
+}
+
+#[test]
+fn a_forced_format_is_tried_first_and_a_miss_is_tagged_not_dropped() {
+    use crate::row::{RecordSettings, Table};
+    let settings = RecordSettings::default();
+    let names = |r: &Row<'_>| r.problems.iter().map(|p| p.kind.name()).collect::<Vec<_>>();
+    let cef = "<13>Nov 26 10:00:00 fw CEF:0|V|P|1|100|n|5|src=10.0.0.1";
+    let plain = "<13>Nov 26 10:00:00 fw app: hello";
+
+    // The named format recognises the line: its row, no problem.
+    let r = forced_row(cef, Some("cef"), &settings);
+    assert_eq!((r.table, names(&r)), (Table::CommonSecurityLog, vec![]));
+    // It does not: recognised by content as if nothing were named, and tagged.
+    let r = forced_row(cef, Some("pan-os"), &settings);
+    assert_eq!(r.table, Table::CommonSecurityLog);
+    assert_eq!(names(&r), ["forced-format-missed"]);
+    let r = forced_row(plain, Some("cisco-asa"), &settings);
+    assert_eq!(r.table, Table::Syslog);
+    assert_eq!(names(&r), ["forced-format-missed"]);
+    // `syslog` turns recognising off: a CEF line stays a Syslog row (read as any syslog
+    // line is: `CEF` is its tag).
+    let r = forced_row(cef, Some("syslog"), &settings);
+    assert_eq!((r.table, names(&r)), (Table::Syslog, vec![]));
+    assert!(
+        matches!(r.get("SyslogMessage"), Some(crate::row::Value::Str(m)) if m.ends_with("|V|P|1|100|n|5|src=10.0.0.1"))
+    );
+    // Nothing named: as before.
+    assert_eq!(
+        forced_row(cef, None, &settings).table,
+        Table::CommonSecurityLog
+    );
+}
+
+#[test]
+fn format_names_are_checked_and_the_error_lists_them() {
+    assert_eq!("pan-os".parse::<ForcedFormat>().unwrap().name(), "pan-os");
+    let e = "panos".parse::<ForcedFormat>().unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "unknown format \"panos\": use one of cef, cisco-asa, pan-os, syslog"
+    );
+}

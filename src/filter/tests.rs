@@ -22,6 +22,7 @@ fn check(text: &str, line: &str) -> bool {
         ),
         peer: Some("192.0.2.1"),
         truncated: false,
+        format: None,
     };
     let row = builder.build(line, false, &rx);
     Predicate::parse(text)

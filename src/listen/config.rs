@@ -10,7 +10,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::frame::{Framing, Oversize};
-use crate::listen::{ListenerSettings, Protocol, TlsSetupError, ZoneRules, tls::Acceptor};
+use crate::listen::{ListenerSettings, Protocol, SenderRules, TlsSetupError, tls::Acceptor};
+use crate::row::ForcedFormat;
 use crate::settings::{ConfigProblem, Locator, in_range, parse_net, parse_nets, zone};
 
 /// The longest message a listener may be set to keep (16 MiB).
@@ -70,6 +71,12 @@ pub struct ListenerConfig {
     /// Per-sender zones: CIDR range or address -> zone; the most specific range wins.
     #[serde(default)]
     pub sender_timezones: std::collections::BTreeMap<String, Spanned<String>>,
+    /// The format of this listener's lines (`pan-os`, `cef`, ...; `syslog` for no format),
+    /// tried before recognising one by content.
+    pub format: Option<Spanned<String>>,
+    /// Per-sender formats: CIDR range or address -> format; the most specific range wins.
+    #[serde(default)]
+    pub sender_formats: std::collections::BTreeMap<String, Spanned<String>>,
 }
 
 impl ListenerConfig {
@@ -235,9 +242,27 @@ impl ListenerConfig {
                 )),
             }
         }
-        let zones = ZoneRules::new(
+        let format = |f: &Spanned<String>, problems: &mut Vec<ConfigProblem>| {
+            f.get_ref()
+                .parse::<ForcedFormat>()
+                .map_err(|e| problems.push(at.problem(Some(f.span()), e.to_string())))
+                .ok()
+        };
+        let mut format_by_sender = Vec::new();
+        for (range, f) in &l.sender_formats {
+            match parse_net(range) {
+                Some(net) => format_by_sender.extend(format(f, problems).map(|f| (net, f))),
+                None => problems.push(at.problem(
+                    Some(f.span()),
+                    format!("sender_formats key {range:?} is not a CIDR range or IP address"),
+                )),
+            }
+        }
+        let zones = SenderRules::new(
             l.timezone.as_ref().map(|z| zone(z, at, problems)),
             by_sender,
+            l.format.as_ref().and_then(|f| format(f, problems)),
+            format_by_sender,
         );
         let address = address.ok()?;
         Some(ListenerSettings {

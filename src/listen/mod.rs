@@ -24,6 +24,7 @@ use serde::Deserialize;
 use crate::budget::{Charge, MemoryBudget};
 use crate::frame::{Framing, Oversize};
 use crate::metrics::Metrics;
+use crate::row::ForcedFormat;
 use crate::time::SenderZone;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -87,35 +88,61 @@ pub struct ListenerSettings {
     pub allow: Vec<IpNet>,
     pub tls: Option<tls::Acceptor>,
     /// The zones of this listener's senders.
-    pub zones: Arc<ZoneRules>,
+    pub zones: Arc<SenderRules>,
 }
 
-/// Which zone a sender's clock is in: a listener's own, and per-sender ranges.
+/// What a listener's configuration says about its senders: which zone a sender's clock is
+/// in, and which format its lines are in; each the listener's own, and per-sender ranges
+/// (the most specific range wins).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ZoneRules {
-    listener: Option<SenderZone>,
+pub struct SenderRules {
+    zone: Option<SenderZone>,
     /// Most specific range first.
-    by_sender: Vec<(IpNet, SenderZone)>,
+    zone_by_sender: Vec<(IpNet, SenderZone)>,
+    format: Option<ForcedFormat>,
+    /// Most specific range first.
+    format_by_sender: Vec<(IpNet, ForcedFormat)>,
 }
 
-impl ZoneRules {
-    pub fn new(listener: Option<SenderZone>, mut by_sender: Vec<(IpNet, SenderZone)>) -> Self {
-        by_sender.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+impl SenderRules {
+    pub fn new(
+        zone: Option<SenderZone>,
+        mut zone_by_sender: Vec<(IpNet, SenderZone)>,
+        format: Option<ForcedFormat>,
+        mut format_by_sender: Vec<(IpNet, ForcedFormat)>,
+    ) -> Self {
+        zone_by_sender.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
+        format_by_sender.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
         Self {
-            listener,
-            by_sender,
+            zone,
+            zone_by_sender,
+            format,
+            format_by_sender,
         }
     }
 
     /// The zone of `peer`: its range's, else the listener's, else `fallback`.
     pub fn for_peer(&self, peer: Option<IpAddr>, fallback: SenderZone) -> SenderZone {
-        // `::ffff:10.1.2.3` (a dual-stack socket) is 10.1.2.3.
-        let peer = peer.map(|p| p.to_canonical());
-        peer.and_then(|p| self.by_sender.iter().find(|(net, _)| net.contains(&p)))
-            .map(|(_, z)| *z)
-            .or(self.listener)
+        most_specific(&self.zone_by_sender, peer)
+            .or(self.zone)
             .unwrap_or(fallback)
     }
+
+    /// The format named for `peer`: its range's, else the listener's; `None` recognises
+    /// formats by content.
+    pub fn format_of(&self, peer: Option<IpAddr>) -> Option<ForcedFormat> {
+        most_specific(&self.format_by_sender, peer).or(self.format)
+    }
+}
+
+/// The value of the first (most specific) range holding `peer`.
+fn most_specific<T: Copy>(ranges: &[(IpNet, T)], peer: Option<IpAddr>) -> Option<T> {
+    // `::ffff:10.1.2.3` (a dual-stack socket) is 10.1.2.3.
+    let peer = peer?.to_canonical();
+    ranges
+        .iter()
+        .find(|(net, _)| net.contains(&peer))
+        .map(|(_, v)| *v)
 }
 
 pub use tls::TlsSetupError;
@@ -138,7 +165,7 @@ pub struct FrameBatch {
     /// Its memory, on the budget until the batch is decoded and dropped.
     charge: Charge,
     /// The listener's zone rules (none: the configured default).
-    pub zones: Option<Arc<ZoneRules>>,
+    pub zones: Option<Arc<SenderRules>>,
 }
 
 impl FrameBatch {
@@ -158,7 +185,7 @@ impl FrameBatch {
     }
 
     /// An empty batch for a listener with `zones`.
-    pub fn for_listener(bytes: usize, zones: &Arc<ZoneRules>) -> Self {
+    pub fn for_listener(bytes: usize, zones: &Arc<SenderRules>) -> Self {
         Self {
             zones: Some(zones.clone()),
             ..Self::with_capacity(bytes)
@@ -273,5 +300,34 @@ mod tests {
         assert!(ctx.allowed("10.1.2.3".parse().unwrap()));
         assert!(ctx.allowed("::ffff:10.1.2.3".parse().unwrap()));
         assert!(!ctx.allowed("192.0.2.1".parse().unwrap()));
+    }
+}
+
+#[cfg(test)]
+mod sender_rules_tests {
+    use super::*;
+
+    #[test]
+    fn the_most_specific_range_names_a_senders_format_else_the_listeners() {
+        let f = |name: &str| name.parse::<ForcedFormat>().unwrap();
+        let rules = SenderRules::new(
+            None,
+            Vec::new(),
+            Some(f("cef")),
+            vec![
+                ("10.0.0.0/8".parse().unwrap(), f("syslog")),
+                ("10.1.0.0/16".parse().unwrap(), f("pan-os")),
+            ],
+        );
+        let at = |ip: &str| rules.format_of(Some(ip.parse().unwrap())).map(|f| f.name());
+        assert_eq!(at("10.1.2.3"), Some("pan-os"));
+        assert_eq!(at("10.9.2.3"), Some("syslog"));
+        assert_eq!(at("::ffff:10.1.2.3"), Some("pan-os"));
+        assert_eq!(at("192.0.2.1"), Some("cef"));
+        assert_eq!(rules.format_of(None).map(|f| f.name()), Some("cef"));
+        assert_eq!(
+            SenderRules::default().format_of(Some("10.1.2.3".parse().unwrap())),
+            None
+        );
     }
 }

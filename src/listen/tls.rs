@@ -50,10 +50,16 @@ pub struct Acceptor {
     files_hash: u64,
 }
 
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+/// A PEM file's bytes, read once: parsed from these bytes and hashed from them, so what a
+/// reload compares is exactly what the acceptor uses.
+fn read_pem(path: &Path) -> Result<Vec<u8>, rustls::pki_types::pem::Error> {
+    std::fs::read(path).map_err(rustls::pki_types::pem::Error::Io)
+}
+
+fn certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
     let name = path.display().to_string();
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsSetupError::Certificates {
             path: name.clone(),
             source,
@@ -86,11 +92,28 @@ impl Acceptor {
         key_path: &Path,
         client_ca: Option<&Path>,
     ) -> Result<Self, TlsSetupError> {
-        let chain = certificates(cert_path)?;
-        let key = PrivateKeyDer::from_pem_file(key_path).map_err(|source| TlsSetupError::Key {
-            path: key_path.display().to_string(),
+        let cert_pem = read_pem(cert_path).map_err(|source| TlsSetupError::Certificates {
+            path: cert_path.display().to_string(),
             source,
         })?;
+        let key_error = |source| TlsSetupError::Key {
+            path: key_path.display().to_string(),
+            source,
+        };
+        let key_pem = read_pem(key_path).map_err(key_error)?;
+        let ca_pem = match client_ca {
+            Some(ca_path) => {
+                Some(
+                    read_pem(ca_path).map_err(|source| TlsSetupError::Certificates {
+                        path: ca_path.display().to_string(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let chain = certificates(cert_path, &cert_pem)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(key_error)?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
@@ -98,7 +121,7 @@ impl Acceptor {
             None => builder.with_no_client_auth().with_single_cert(chain, key)?,
             Some(ca_path) => {
                 let mut roots = RootCertStore::empty();
-                for cert in certificates(ca_path)? {
+                for cert in certificates(ca_path, ca_pem.as_deref().unwrap_or_default())? {
                     roots.add(cert).map_err(|e| TlsSetupError::ClientCa {
                         path: ca_path.display().to_string(),
                         reason: e.to_string(),
@@ -117,11 +140,12 @@ impl Acceptor {
             }
         };
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        for path in [Some(cert_path), Some(key_path), client_ca]
+        for pem in [Some(&cert_pem), Some(&key_pem), ca_pem.as_ref()]
             .into_iter()
             .flatten()
         {
-            hasher.update(&std::fs::read(path).unwrap_or_default());
+            hasher.update(&(pem.len() as u64).to_le_bytes());
+            hasher.update(pem);
         }
         Ok(Self {
             inner: TlsAcceptor::from(Arc::new(server)),

@@ -20,6 +20,7 @@ fn rx(peer: Option<&str>) -> Reception<'_> {
         ),
         peer,
         truncated: false,
+        format: None,
     }
 }
 

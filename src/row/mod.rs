@@ -164,6 +164,26 @@ pub struct Reception<'a> {
     pub peer: Option<&'a str>,
     /// The listener cut the message at its size limit.
     pub truncated: bool,
+    /// The format the configuration names for this sender or listener, tried before any
+    /// other; `None` recognises the format by content.
+    pub format: Option<ForcedFormat>,
+}
+
+/// A format named by the configuration rather than recognised by content: a listener's
+/// `format`, its `sender_formats`, `cefgate convert --format`. Holds the format's name as
+/// `decode` checked it (`decode::ForcedFormat::from_str`), so an unknown name never gets here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForcedFormat(&'static str);
+
+impl ForcedFormat {
+    /// For the decode stage, which checks `name` against its formats.
+    pub const fn checked(name: &'static str) -> Self {
+        Self(name)
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.0
+    }
 }
 
 /// What a format needs besides the message to build its row: the settings and the

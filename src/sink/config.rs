@@ -1,6 +1,6 @@
 //! `[output]` / `[[output]]`: the raw schema as written, its defaults, which keys each
 //! output type takes, and the checks that turn it into the [`OutputSettings`] a sink runs
-//! with (reading its secret).
+//! with (reading its secret and PEM files, once).
 
 use std::ops::Range;
 use std::path::PathBuf;
@@ -236,8 +236,10 @@ impl OutputConfig {
         (filter, project_away)
     }
 
-    /// The typed settings of an output that passed [`validate_output`]; reads its secret.
-    pub fn settings(&self, dead_letter_path: PathBuf) -> Result<OutputSettings, String> {
+    /// The typed settings of an output that passed [`check`]. This is where its secret and
+    /// PEM files are read, once: `check` only looks for them, so a file is never read twice
+    /// (and a key rotated between two reads cannot pass the check and fail the start).
+    pub fn settings(&self, dead_letter_path: PathBuf) -> Result<OutputSettings, SettingsProblem> {
         let env = |name: &str| std::env::var(name).ok();
         let endpoint = text(&self.endpoint).unwrap_or_default();
         let destination = match self.kind.get_ref() {
@@ -245,7 +247,7 @@ impl OutputConfig {
             OutputKind::File => Destination::File(
                 self.path
                     .as_ref()
-                    .ok_or("a file output needs `path`")?
+                    .ok_or_else(|| SettingsProblem::new(None, "a file output needs `path`"))?
                     .get_ref()
                     .clone(),
             ),
@@ -267,7 +269,13 @@ impl OutputConfig {
                             "client secret",
                             &self.client_secret_env,
                             &self.client_secret_file,
-                        )?,
+                        )
+                        .map_err(|e| {
+                            SettingsProblem::new(
+                                secret_span(&self.client_secret_env, &self.client_secret_file),
+                                e,
+                            )
+                        })?,
                     },
                     CredentialKind::WorkloadIdentity => Credential::WorkloadIdentity {
                         authority_host: text(&self.authority_host)
@@ -292,13 +300,23 @@ impl OutputConfig {
                         client_id: text(&self.client_id).unwrap_or_default(),
                         signer: match (&self.client_certificate_file, &self.client_key_file) {
                             (Some(cert), Some(key)) => {
-                                for f in [cert.get_ref(), key.get_ref()] {
-                                    small_regular_file(f)
-                                        .map_err(|e| format!("{}: {e}", f.display()))?;
+                                for f in [cert, key] {
+                                    small_regular_file(f.get_ref()).map_err(|e| {
+                                        SettingsProblem::new(
+                                            Some(f.span()),
+                                            format!("{}: {e}", f.get_ref().display()),
+                                        )
+                                    })?;
                                 }
-                                CertificateSigner::from_pem_files(cert.get_ref(), key.get_ref())?
+                                CertificateSigner::from_pem_files(cert.get_ref(), key.get_ref())
+                                    .map_err(|e| SettingsProblem::new(Some(cert.span()), e))?
                             }
-                            _ => return Err("client_certificate_file and client_key_file".into()),
+                            _ => {
+                                return Err(SettingsProblem::new(
+                                    None,
+                                    "client-certificate credentials need `client_certificate_file` and `client_key_file`",
+                                ));
+                            }
                         },
                     },
                     CredentialKind::ArcManagedIdentity => Credential::ArcManagedIdentity {
@@ -333,9 +351,12 @@ impl OutputConfig {
             }
             OutputKind::DataCollector => {
                 let workspace = text(&self.workspace_id).unwrap_or_default();
-                let key = read_secret("shared key", &self.shared_key_env, &self.shared_key_file)?;
-                let signer =
-                    SharedKeySigner::new(&workspace, key.expose()).map_err(|e| e.to_string())?;
+                // The message never holds the key.
+                let at_key = secret_span(&self.shared_key_env, &self.shared_key_file);
+                let key = read_secret("shared key", &self.shared_key_env, &self.shared_key_file)
+                    .map_err(|e| SettingsProblem::new(at_key.clone(), e))?;
+                let signer = SharedKeySigner::new(&workspace, key.expose())
+                    .map_err(|e| SettingsProblem::new(at_key, e.to_string()))?;
                 Destination::DataCollector(DataCollectorSettings {
                     endpoint: if endpoint.is_empty() {
                         format!("https://{workspace}.ods.opinsights.azure.com")
@@ -362,6 +383,33 @@ impl OutputConfig {
             dead_letter_path,
         })
     }
+}
+
+/// Why an output's settings could not be made (a secret or PEM file unreadable or
+/// malformed), and where in the file the setting is; `None` is the output's table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsProblem {
+    pub span: Option<Range<usize>>,
+    pub message: String,
+}
+
+impl SettingsProblem {
+    fn new(span: Option<Range<usize>>, message: impl Into<String>) -> Self {
+        Self {
+            span,
+            message: message.into(),
+        }
+    }
+}
+
+/// Where a secret is configured: its `*_env` key, else its `*_file` key.
+fn secret_span(
+    env: &Option<Spanned<String>>,
+    file: &Option<Spanned<PathBuf>>,
+) -> Option<Range<usize>> {
+    env.as_ref()
+        .map(|e| e.span())
+        .or(file.as_ref().map(|f| f.span()))
 }
 
 /// Keys every Azure output takes.
@@ -637,13 +685,8 @@ pub fn check(
                 CredentialKind::ClientCertificate => {
                     app_ids("client-certificate", problems);
                     match (&o.client_certificate_file, &o.client_key_file) {
-                        (Some(cert), Some(key)) => {
-                            if let Err(e) =
-                                CertificateSigner::from_pem_files(cert.get_ref(), key.get_ref())
-                            {
-                                problems.push(at.problem(Some(cert.span()), e));
-                            }
-                        }
+                        // Read (and parsed) once, by `settings`.
+                        (Some(_), Some(_)) => {}
                         _ => problems.push(at.problem(
                             Some(output.span()),
                             "client-certificate credentials need `client_certificate_file` and `client_key_file`",
@@ -666,17 +709,7 @@ pub fn check(
                 "shared key",
                 problems,
             );
-            // Decoded as at start; the message never holds the key.
-            let at_key = o
-                .shared_key_env
-                .as_ref()
-                .map(|e| e.span())
-                .or(o.shared_key_file.as_ref().map(|f| f.span()));
-            if let Ok(key) = read_secret("shared key", &o.shared_key_env, &o.shared_key_file)
-                && let Err(e) = SharedKeySigner::new("", key.expose())
-            {
-                problems.push(at.problem(at_key, e.to_string()));
-            }
+            // The key is read and decoded once, by `settings`.
             for log_type in [&o.cef_log_type, &o.syslog_log_type].into_iter().flatten() {
                 let name = log_type.get_ref();
                 let valid = name.len() <= 100

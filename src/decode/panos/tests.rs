@@ -18,6 +18,7 @@ fn decoded<'a>(text: &'a str, settings: &'a RecordSettings) -> Row<'a> {
             time: test_context(),
             peer: None,
             truncated: false,
+            format: None,
         },
     };
     crate::decode::row(text, &cx)
@@ -218,6 +219,7 @@ fn every_pan_os_fixture_matches_its_golden_rows() {
         sender: None,
         filter: None,
         project_away: Default::default(),
+        format: None,
     };
     let mut logs: Vec<PathBuf> = std::fs::read_dir(fixtures().join("pan-os"))
         .unwrap()
