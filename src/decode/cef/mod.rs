@@ -8,6 +8,7 @@ pub mod action;
 pub mod fields;
 mod header;
 pub mod row;
+pub mod twin;
 
 use crate::row::ProblemKind;
 use std::borrow::Cow;

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::LazyLock;
 
-use super::cef::fields::{FieldSpec, lookup};
+use super::cef::twin::CefKey;
 use super::syslog::{SyslogHeader, offset_in};
 use super::{Format, Message};
 use crate::row::{MapContext, ProblemKind, Row};
@@ -203,10 +203,8 @@ pub enum Target {
     Name,
     /// LogSeverity, as the number the vendor's CEF sends.
     Severity,
-    /// A dictionary key: its column.
-    Column(&'static str, &'static FieldSpec, u16),
-    /// A key outside the dictionary: AdditionalExtensions.
-    Extension(&'static str),
+    /// A CEF key: its column, or AdditionalExtensions.
+    Key(CefKey),
 }
 
 /// One line of `grammars/pan-os-fields.tsv`, resolved.
@@ -263,10 +261,7 @@ pub static LOG_TYPES: LazyLock<HashMap<&'static str, LogType>> = LazyLock::new(|
             "@class" => Target::Class,
             "@name" => Target::Name,
             "@severity" => Target::Severity,
-            k => match lookup(k) {
-                Some((idx, spec)) => Target::Column(k, spec, idx),
-                None => Target::Extension(k),
-            },
+            k => Target::Key(CefKey::of(k)),
         };
         let entry = map.entry(log_type).or_default();
         entry.mappings.push(Mapping {

@@ -7,15 +7,9 @@
 use std::borrow::Cow;
 
 use super::{Line, LogType, Source, Target};
-use crate::decode::cef::action;
-use crate::decode::cef::row::{ACT_INDEX, AdditionalExtensions, convert};
+use crate::decode::cef::twin::{CefKey, CefTwin};
 use crate::decode::syslog::SyslogHeader;
-use crate::row::{
-    MapContext, Problem, Row, Table, TimeSource, TimeSources, Value, columns as col, str_value,
-};
-
-/// `rt`'s dictionary index: the row's receipt time may become `TimeGenerated`.
-const RT: &str = "rt";
+use crate::row::{MapContext, Problem, Row, columns as col};
 
 /// The row of `line`, the CSV body `body` found behind `header`.
 pub fn row<'a>(
@@ -24,40 +18,32 @@ pub fn row<'a>(
     body: &'a str,
     cx: &MapContext<'a>,
 ) -> Row<'a> {
-    let mut problems = Vec::new();
-    let mut columns: Vec<(&'static str, Value<'a>)> = Vec::with_capacity(48);
-    columns.push((col::TIME_GENERATED, Value::Time(cx.rx.time.received_at)));
-    if let Some(host) = header.hostname.or(cx.rx.peer) {
-        columns.push((col::COMPUTER, str_value(host)));
-    }
-    columns.push((col::COLLECTOR_HOST_NAME, cx.collector()));
-    columns.push((col::DEVICE_VENDOR, str_value("Palo Alto Networks")));
-    columns.push((col::DEVICE_PRODUCT, str_value("PAN-OS")));
+    let mut twin = CefTwin::new(
+        header,
+        Cow::Borrowed("Palo Alto Networks"),
+        Cow::Borrowed("PAN-OS"),
+        cx,
+    );
     if line.unbalanced {
-        problems.push(Problem {
+        twin.problem(Problem {
             kind: super::UNBALANCED_QUOTE,
             detail: Some(format!("field {} has no closing quote", line.fields.len())),
         });
     }
-
     let log_type = line.get(3).unwrap_or_default();
     let Some(spec) = super::LOG_TYPES.get(log_type) else {
         // A type the table does not list: its header facts and the line as sent.
-        columns.push((col::DEVICE_EVENT_CLASS_ID, field(&line, 4)));
-        columns.push((col::ACTIVITY, field(&line, 3)));
-        columns.push(("Message", str_value(body)));
-        problems.push(Problem {
+        twin.column(col::DEVICE_EVENT_CLASS_ID, field(&line, 4));
+        twin.column(col::ACTIVITY, field(&line, 3));
+        twin.key(CefKey::of("msg"), "message", Cow::Borrowed(body), cx);
+        twin.problem(Problem {
             kind: super::TYPE_UNLISTED,
             detail: Some(format!("log type {log_type:?}")),
         });
-        return Row {
-            table: Table::CommonSecurityLog,
-            columns,
-            problems,
-        };
+        return twin.finish(cx);
     };
     if line.fields.len() < spec.core_fields && !line.unbalanced {
-        problems.push(Problem {
+        twin.problem(Problem {
             kind: super::TRUNCATED,
             detail: Some(format!(
                 "{log_type} has {} of its {} fields",
@@ -66,45 +52,17 @@ pub fn row<'a>(
             )),
         });
     }
-    let (rt, start) = fill(spec, &line, cx, &mut columns, &mut problems);
-    columns[0].1 = Value::Time(cx.time_generated(TimeSources {
-        syslog: header.timestamp,
-        rt,
-        start,
-        end: None,
-    }));
-    Row {
-        table: Table::CommonSecurityLog,
-        columns,
-        problems,
-    }
+    fill(spec, &line, cx, &mut twin);
+    twin.finish(cx)
 }
 
-/// The value of field `i` as it stays in the row.
-fn field<'a>(line: &Line<'a>, i: usize) -> Value<'a> {
-    match line.fields.get(i) {
-        Some(f) => Value::Str(f.clone()),
-        None => Value::Str(Cow::Borrowed("")),
-    }
+/// Field `i` as it stays in the row (empty when the line is shorter).
+fn field<'a>(line: &Line<'a>, i: usize) -> Cow<'a, str> {
+    line.fields.get(i).cloned().unwrap_or(Cow::Borrowed(""))
 }
 
-type Times = (
-    Option<chrono::DateTime<chrono::Utc>>,
-    Option<chrono::DateTime<chrono::Utc>>,
-);
-
-/// Writes the header columns, each mapped field's column, `SimplifiedDeviceAction` and
-/// `AdditionalExtensions`; returns the `rt` and `start` times when the settings want them.
-fn fill<'a>(
-    spec: &LogType,
-    line: &Line<'a>,
-    cx: &MapContext<'a>,
-    columns: &mut Vec<(&'static str, Value<'a>)>,
-    problems: &mut Vec<Problem>,
-) -> Times {
-    let mut extra = AdditionalExtensions::default();
-    let (mut rt, mut start) = (None, None);
-    let mut action_at = None;
+/// Each mapped field, as the vendor's CEF template sends it.
+fn fill<'a>(spec: &LogType, line: &Line<'a>, cx: &MapContext<'a>, twin: &mut CefTwin<'a>) {
     for mapping in &spec.mappings {
         let value: Cow<'a, str> = match mapping.source {
             Source::Constant(c) => Cow::Borrowed(c),
@@ -114,63 +72,22 @@ fn fill<'a>(
             },
         };
         match mapping.target {
-            Target::Class => columns.push((col::DEVICE_EVENT_CLASS_ID, Value::Str(value))),
-            Target::Name => columns.push((col::ACTIVITY, Value::Str(value))),
+            Target::Class => twin.column(col::DEVICE_EVENT_CLASS_ID, value),
+            Target::Name => twin.column(col::ACTIVITY, value),
             Target::Severity => {
                 let number = severity_number(&value).map_or(value, Cow::Borrowed);
-                columns.push((col::LOG_SEVERITY, Value::Str(number)));
+                twin.column(col::LOG_SEVERITY, number);
             }
-            Target::Extension(key) => {
-                if key == "start" {
-                    let formatted = cef_time(&value).map_or(value, Cow::Owned);
-                    if cx.wants(TimeSource::Start) {
-                        start = crate::time::parse_cef_time(&formatted, &cx.rx.time);
-                    }
-                    extra.push(key, &formatted);
-                } else {
-                    extra.push(key, &value);
-                }
-            }
-            Target::Column(key, field_spec, idx) => {
-                let value = if key == RT {
-                    cef_time(&value).map_or(value, Cow::Owned)
-                } else {
-                    value
+            Target::Key(key) => {
+                // The template's `$cef-formatted-receive_time` and `-time_generated`.
+                let value = match key.name() {
+                    "rt" | "start" => cef_time(&value).map_or(value, Cow::Owned),
+                    _ => value,
                 };
-                match convert(field_spec, value.clone(), &cx.rx.time) {
-                    Ok(v) => {
-                        if key == RT && cx.wants(TimeSource::Rt) {
-                            rt = crate::time::parse_cef_time(&value, &cx.rx.time);
-                        }
-                        if idx == ACT_INDEX {
-                            action_at = Some(columns.len());
-                        }
-                        columns.push((field_spec.column, v));
-                    }
-                    // As the CEF path does: the value stays, as sent, beside the others.
-                    Err(kind) => {
-                        extra.push(key, &value);
-                        problems.push(Problem {
-                            kind,
-                            detail: Some(format!(
-                                "{} ({key}) is not a valid {}",
-                                mapping.pan_name,
-                                field_spec.column_type.name()
-                            )),
-                        });
-                    }
-                }
+                twin.key(key, mapping.pan_name, value, cx);
             }
         }
     }
-    if let Some(Value::Str(act)) = action_at.map(|i| &columns[i].1) {
-        let simplified = action::simplified(act.clone());
-        columns.push((col::SIMPLIFIED_DEVICE_ACTION, Value::Str(simplified)));
-    }
-    if let Some(text) = extra.finish() {
-        columns.push((col::ADDITIONAL_EXTENSIONS, Value::Str(Cow::Owned(text))));
-    }
-    (rt, start)
 }
 
 /// The CEF header's severity for a PAN-OS severity word: 1 to 5 from informational to
