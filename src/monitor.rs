@@ -292,6 +292,115 @@ mod tests {
         );
     }
 
+    /// A monitor whose every family has a series, so that `/metrics` renders every metric.
+    fn monitor_with_every_family() -> Monitor {
+        let m = monitor();
+        let metrics = &m.metrics;
+        metrics.listener("udp 127.0.0.1:5514", Transport::Datagram);
+        metrics.listener("tcp 127.0.0.1:5515", Transport::Stream);
+        metrics.output("sentinel");
+        metrics.record_response("logs-ingestion", "Custom-X", 200, None);
+        metrics.add_route_rows("Custom-X", "delivered", 1);
+        metrics.route_stopped("Custom-Y");
+        m
+    }
+
+    /// `(name, type, help)` of every `# TYPE` in an exposition, and the name of every
+    /// sample line.
+    fn served(text: &str) -> (Vec<(String, String, String)>, Vec<String>) {
+        let mut help = std::collections::BTreeMap::new();
+        let mut families = Vec::new();
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                help.insert(name.to_string(), text.to_string());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("# TYPE name type");
+                let text = help.get(name).cloned().unwrap_or_default();
+                families.push((name.to_string(), kind.to_string(), text));
+            } else if !line.starts_with('#') && !line.is_empty() {
+                let end = line.find(['{', ' ']).unwrap_or(line.len());
+                samples.push(line[..end].to_string());
+            }
+        }
+        (families, samples)
+    }
+
+    #[test]
+    fn metrics_reference_lists_every_metric_served() {
+        let text = monitor_with_every_family().prometheus();
+        let (families, samples) = served(&text);
+        let reference = crate::metrics::reference::markdown();
+        let listed: std::collections::BTreeMap<String, &crate::metrics::Descriptor> = CATALOG
+            .iter()
+            .filter(|d| d.in_metrics)
+            .map(|d| (d.exposition_name(), d))
+            .collect();
+        for (name, kind, help) in &families {
+            let Some(descriptor) = listed.get(name) else {
+                panic!("/metrics serves {name}, which the metrics list does not have");
+            };
+            let listed_kind = match descriptor.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+            };
+            assert_eq!(kind, listed_kind, "{name}");
+            assert_eq!(help, descriptor.help, "{name}");
+            assert!(
+                reference.contains(&format!("| `{name}` |")),
+                "{name} is not in docs/metrics.md"
+            );
+        }
+        for sample in &samples {
+            assert!(
+                families.iter().any(|(name, _, _)| name == sample),
+                "{sample} has no # TYPE line"
+            );
+        }
+        let served: std::collections::BTreeSet<&String> =
+            families.iter().map(|(name, _, _)| name).collect();
+        for name in listed.keys() {
+            assert!(served.contains(name), "{name} is listed but not served");
+        }
+    }
+
+    #[test]
+    fn the_report_prints_the_listed_names_with_totals_summed_over_listeners() {
+        let m = monitor_with_every_family();
+        let udp = m
+            .metrics
+            .listener("udp 127.0.0.1:5514", Transport::Datagram);
+        let udp2 = m
+            .metrics
+            .listener("udp 127.0.0.1:5516", Transport::Datagram);
+        let tcp = m.metrics.listener("tcp 127.0.0.1:5515", Transport::Stream);
+        Metrics::add(&udp.messages, 2);
+        Metrics::add(&udp2.messages, 3);
+        Metrics::add(&tcp.messages, 7);
+        Metrics::add(&tcp.connections_active, 1);
+        let report = m.metrics.report();
+        assert!(report.contains("cefgate_udp_datagrams 5\n"), "{report}");
+        assert!(report.contains("cefgate_tcp_frames 7\n"), "{report}");
+        assert!(
+            report.contains("cefgate_connections_active 1\n"),
+            "{report}"
+        );
+        let names: Vec<&str> = report
+            .lines()
+            .map(|l| l.split(['{', ' ']).next().unwrap_or(l))
+            .collect();
+        for name in &names {
+            let name = name.strip_prefix("cefgate_").expect("prefixed");
+            assert!(
+                CATALOG.iter().any(|d| d.in_report && d.name == name),
+                "the report prints {name}, which the list does not have"
+            );
+        }
+        let text = m.prometheus();
+        assert!(text.contains("cefgate_udp_datagrams_total 5\n"), "{text}");
+    }
+
     #[test]
     fn readiness_names_every_reason() {
         let m = monitor();
