@@ -1,6 +1,6 @@
 //! The one list of every metric cefgate has: its name, kind, help text and labels, and where
-//! its value comes from. `/metrics` ([`crate::monitor`]), the report `cefgate run` prints
-//! at exit ([`Metrics::report`]) and the reference `docs/metrics.md`
+//! its value comes from. `/metrics` (rendered by the monitor), the report `cefgate run`
+//! prints at exit ([`Metrics::report`]) and the reference `docs/metrics.md`
 //! ([`super::reference`]) are all rendered from [`CATALOG`], so none of them can list a
 //! metric the others miss or describe it differently.
 //!
@@ -55,7 +55,7 @@ pub enum Value {
 }
 
 /// The values only the running monitor knows (the memory budget, the decode queue, the
-/// readiness verdict): [`crate::monitor`] reads each when it renders `/metrics`.
+/// readiness verdict): the monitor reads each when it renders `/metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Live {
     MemoryUsed,
