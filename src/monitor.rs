@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::budget::MemoryBudget;
 use crate::listen::FrameBatch;
-use crate::metrics::{CATALOG, Kind, Live, Metrics, Value};
+use crate::metrics::{CATALOG, Descriptor, Kind, Live, Metrics, Value};
 
 pub mod config;
 mod endpoint;
@@ -118,41 +118,47 @@ fn encode_value(encoder: MetricEncoder<'_>, kind: Kind, value: u64) -> Result<()
     }
 }
 
+/// The `# HELP` and `# TYPE` lines of `metric`; its values are encoded into the answer.
+fn describe<'a>(
+    encoder: &'a mut DescriptorEncoder,
+    metric: &Descriptor,
+) -> Result<MetricEncoder<'a>, std::fmt::Error> {
+    encoder.encode_descriptor(
+        metric.base_name(),
+        metric.help,
+        None,
+        metric_type(metric.kind),
+    )
+}
+
 impl Collector for Exporter {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let metrics = &self.0.metrics;
         for metric in CATALOG.iter().filter(|m| m.in_metrics) {
-            let value = match metric.value {
-                Value::Scalar(read) => read(metrics),
-                Value::Live(which) => self.live(which),
+            match metric.value {
+                Value::Scalar(read) => {
+                    encode_value(describe(&mut encoder, metric)?, metric.kind, read(metrics))?
+                }
+                Value::Live(which) => encode_value(
+                    describe(&mut encoder, metric)?,
+                    metric.kind,
+                    self.live(which),
+                )?,
                 Value::Family(read) => {
                     let series = read(metrics);
                     // A family with no series yet (no output answered) has no descriptor.
                     if series.is_empty() {
                         continue;
                     }
-                    let mut family = encoder.encode_descriptor(
-                        metric.base_name(),
-                        metric.help,
-                        None,
-                        metric_type(metric.kind),
-                    )?;
+                    let mut family = describe(&mut encoder, metric)?;
                     for one in series {
                         debug_assert_eq!(one.labels.len(), metric.labels.len(), "{metric:?}");
                         let labels: Vec<(&str, String)> =
                             metric.labels.iter().copied().zip(one.labels).collect();
                         encode_value(family.encode_family(&labels)?, metric.kind, one.value)?;
                     }
-                    continue;
                 }
-            };
-            let m = encoder.encode_descriptor(
-                metric.base_name(),
-                metric.help,
-                None,
-                metric_type(metric.kind),
-            )?;
-            encode_value(m, metric.kind, value)?;
+            }
         }
         Ok(())
     }
