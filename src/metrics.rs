@@ -3,11 +3,11 @@
 //! Plain atomics: each is bumped where it happens and read only for reports, so relaxed
 //! ordering is enough. No counter ever carries message content or a secret.
 //!
-//! Every metric is declared once, in [`catalog`]: the [`Metrics`] struct and the
-//! [`CATALOG`] of descriptors that `/metrics`, the exit report ([`Metrics::report`]) and
-//! `docs/metrics.md` ([`reference`]) are rendered from come out of that one list. What a
-//! listener counts is counted once, in its [`ListenerCounters`]; the totals over all
-//! listeners are summed when read ([`readings`]).
+//! Every metric is declared once, in one list (`metrics/catalog.rs`). That list writes the
+//! [`Metrics`] struct and the [`CATALOG`] of descriptors, and `/metrics`, the exit report
+//! ([`Metrics::report`]) and `docs/metrics.md` ([`mod@reference`]) are all rendered from
+//! the catalog. What a listener counts is counted once, in its [`ListenerCounters`]; the
+//! totals over all listeners are summed when read (`metrics/readings.rs`).
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
