@@ -102,6 +102,9 @@ impl Descriptor {
 ///   `... = method, in report too: ...` one also printed at exit.
 ///
 /// After the entries, `held { ... }` gives the struct's other fields, verbatim.
+///
+/// The entries are read one per recursive expansion, so the list can grow to about 120
+/// before the compiler's default `recursion_limit` (128) has to be raised.
 macro_rules! catalog {
     (
         $(#[$struct_meta:meta])*
