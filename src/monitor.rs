@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
@@ -21,8 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::budget::MemoryBudget;
 use crate::listen::FrameBatch;
-use crate::metrics::{Kind, Metrics};
-use crate::record::PROBLEM_KINDS;
+use crate::metrics::{CATALOG, Descriptor, Kind, Live, Metrics, Value};
 
 pub mod config;
 mod endpoint;
@@ -85,227 +85,82 @@ impl Monitor {
     }
 }
 
-/// Adapts [`Monitor`] to prometheus-client: one descriptor per metric, values read now.
+/// Adapts [`Monitor`] to prometheus-client: one descriptor per metric of [`CATALOG`] that
+/// is `in_metrics`, in its order, values read now.
 #[derive(Debug)]
 struct Exporter(Monitor);
 
-fn counter(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: u64,
-) -> Result<(), std::fmt::Error> {
-    let c = ConstCounter::new(value);
-    let m = encoder.encode_descriptor(name, help, None, c.metric_type())?;
-    c.encode(m)
-}
-
-fn gauge(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: i64,
-) -> Result<(), std::fmt::Error> {
-    let g = ConstGauge::new(value);
-    let m = encoder.encode_descriptor(name, help, None, g.metric_type())?;
-    g.encode(m)
-}
-
-/// One labelled family: `(labels, value)` per series.
-fn family(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    kind: Kind,
-    series: &[(Vec<(&str, String)>, u64)],
-) -> Result<(), std::fmt::Error> {
-    if series.is_empty() {
-        return Ok(());
-    }
-    let metric_type = match kind {
-        Kind::Counter => ConstCounter::new(0u64).metric_type(),
-        Kind::Gauge => ConstGauge::new(0i64).metric_type(),
-    };
-    let mut m = encoder.encode_descriptor(name, help, None, metric_type)?;
-    for (labels, value) in series {
-        let e = m.encode_family(labels)?;
-        match kind {
-            Kind::Counter => ConstCounter::new(*value).encode(e)?,
-            Kind::Gauge => ConstGauge::new(*value as i64).encode(e)?,
+impl Exporter {
+    /// A [`Live`] value: one the monitor holds, not [`Metrics`].
+    fn live(&self, which: Live) -> u64 {
+        let monitor = &self.0;
+        match which {
+            Live::MemoryUsed => monitor.budget.used() as u64,
+            Live::MemoryLimit => monitor.budget.max() as u64,
+            Live::QueueDepth => monitor.queue.len() as u64,
+            Live::Ready => u64::from(monitor.ready().is_ok()),
         }
     }
-    Ok(())
+}
+
+fn metric_type(kind: Kind) -> MetricType {
+    match kind {
+        Kind::Counter => ConstCounter::new(0u64).metric_type(),
+        Kind::Gauge => ConstGauge::new(0i64).metric_type(),
+    }
+}
+
+/// One value, encoded as `kind` says.
+fn encode_value(encoder: MetricEncoder<'_>, kind: Kind, value: u64) -> Result<(), std::fmt::Error> {
+    match kind {
+        Kind::Counter => ConstCounter::new(value).encode(encoder),
+        Kind::Gauge => ConstGauge::new(value as i64).encode(encoder),
+    }
+}
+
+/// The `# HELP` and `# TYPE` lines of `metric`; its values are encoded into the answer.
+fn describe<'a>(
+    encoder: &'a mut DescriptorEncoder,
+    metric: &Descriptor,
+) -> Result<MetricEncoder<'a>, std::fmt::Error> {
+    encoder.encode_descriptor(
+        metric.base_name(),
+        metric.help,
+        None,
+        metric_type(metric.kind),
+    )
 }
 
 impl Collector for Exporter {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let monitor = &self.0;
-        let metrics = &monitor.metrics;
-        for (name, kind, help, value) in metrics.scalars() {
-            if name == "problems_total" {
-                continue; // the `problems` family below carries it, per kind
+        let metrics = &self.0.metrics;
+        for metric in CATALOG.iter().filter(|m| m.in_metrics) {
+            match metric.value {
+                Value::Scalar(read) => {
+                    encode_value(describe(&mut encoder, metric)?, metric.kind, read(metrics))?
+                }
+                Value::Live(which) => encode_value(
+                    describe(&mut encoder, metric)?,
+                    metric.kind,
+                    self.live(which),
+                )?,
+                Value::Family(read) => {
+                    let series = read(metrics);
+                    // A family with no series yet (no output answered) has no descriptor.
+                    if series.is_empty() {
+                        continue;
+                    }
+                    let mut family = describe(&mut encoder, metric)?;
+                    for one in series {
+                        debug_assert_eq!(one.labels.len(), metric.labels.len(), "{metric:?}");
+                        let labels: Vec<(&str, String)> =
+                            metric.labels.iter().copied().zip(one.labels).collect();
+                        encode_value(family.encode_family(&labels)?, metric.kind, one.value)?;
+                    }
+                }
             }
-            // prometheus-client appends `_total` to counters.
-            let name = name.strip_suffix("_total").unwrap_or(name);
-            match kind {
-                Kind::Counter => counter(&mut encoder, name, help, value)?,
-                Kind::Gauge => gauge(&mut encoder, name, help, value as i64)?,
-            }
         }
-        gauge(
-            &mut encoder,
-            "memory_used_bytes",
-            "Memory the budget holds now ([pipeline] max_memory_bytes is the limit)",
-            monitor.budget.used() as i64,
-        )?;
-        gauge(
-            &mut encoder,
-            "memory_limit_bytes",
-            "The memory budget ([pipeline] max_memory_bytes)",
-            monitor.budget.max() as i64,
-        )?;
-        gauge(
-            &mut encoder,
-            "queue_depth",
-            "Frame batches waiting for a decode thread",
-            monitor.queue.len() as i64,
-        )?;
-        gauge(
-            &mut encoder,
-            "ready",
-            "1 when /ready answers 200",
-            i64::from(monitor.ready().is_ok()),
-        )?;
-        let problems: Vec<_> = PROBLEM_KINDS
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                (
-                    vec![("kind", k.name().to_string())],
-                    Metrics::get(&metrics.problems[i]),
-                )
-            })
-            .collect();
-        family(
-            &mut encoder,
-            "problems",
-            "Problems found while building rows, by kind",
-            Kind::Counter,
-            &problems,
-        )?;
-        let listeners = metrics.listeners();
-        let per_listener = |f: fn(&crate::metrics::ListenerCounters) -> u64| {
-            listeners
-                .iter()
-                .map(|l| (vec![("listener", l.name.clone())], f(l)))
-                .collect::<Vec<_>>()
-        };
-        for (name, kind, help, read) in [
-            (
-                "listener_messages",
-                Kind::Counter,
-                "Messages (datagrams or frames) read, per listener",
-                (|l| Metrics::get(&l.messages)) as fn(&crate::metrics::ListenerCounters) -> u64,
-            ),
-            (
-                "listener_bytes",
-                Kind::Counter,
-                "Bytes read, per listener",
-                |l| Metrics::get(&l.bytes),
-            ),
-            (
-                "listener_connections_accepted",
-                Kind::Counter,
-                "TCP/TLS connections accepted, per listener",
-                |l| Metrics::get(&l.connections_accepted),
-            ),
-            (
-                "listener_connections_refused",
-                Kind::Counter,
-                "TCP/TLS connections refused, per listener",
-                |l| Metrics::get(&l.connections_refused),
-            ),
-            (
-                "listener_connections_active",
-                Kind::Gauge,
-                "TCP/TLS connections open now, per listener",
-                |l| Metrics::get(&l.connections_active),
-            ),
-        ] {
-            family(&mut encoder, name, help, kind, &per_listener(read))?;
-        }
-        let outputs = metrics.outputs();
-        for (name, help, read) in [
-            (
-                "output_rows_kept",
-                "Rows an output's where kept (every row without one), per output",
-                (|o| Metrics::get(&o.rows_kept)) as fn(&crate::metrics::OutputCounters) -> u64,
-            ),
-            (
-                "output_rows_filtered",
-                "Rows an output's where left out, per output",
-                |o| Metrics::get(&o.rows_filtered),
-            ),
-            (
-                "output_bytes_not_sent",
-                "JSON bytes an output did not send: rows left out and columns removed",
-                |o| Metrics::get(&o.bytes_not_sent),
-            ),
-        ] {
-            let series: Vec<_> = outputs
-                .iter()
-                .map(|o| (vec![("output", o.name.clone())], read(o)))
-                .collect();
-            family(&mut encoder, name, help, Kind::Counter, &series)?;
-        }
-        let routes: Vec<_> = metrics
-            .route_rows()
-            .into_iter()
-            .map(|(route, outcome, n)| {
-                (vec![("route", route), ("outcome", outcome.to_string())], n)
-            })
-            .collect();
-        family(
-            &mut encoder,
-            "route_rows",
-            "Rows per route (stream or log type) by outcome: delivered, dead_lettered, unrouted",
-            Kind::Counter,
-            &routes,
-        )?;
-        let stopped: Vec<_> = metrics
-            .stopped_routes()
-            .into_iter()
-            .map(|r| (vec![("route", r)], 1))
-            .collect();
-        family(
-            &mut encoder,
-            "route_stopped",
-            "1 for a route stopped by a configuration error",
-            Kind::Gauge,
-            &stopped,
-        )?;
-        let responses: Vec<_> = metrics
-            .responses()
-            .into_iter()
-            .map(|(k, n)| {
-                (
-                    vec![
-                        ("output", k.output.to_string()),
-                        ("route", k.route),
-                        ("status", k.status.to_string()),
-                        ("error_code", k.error_code),
-                    ],
-                    n,
-                )
-            })
-            .collect();
-        family(
-            &mut encoder,
-            "http_responses",
-            "HTTP answers from Azure per output, route, status and x-ms-error-code",
-            Kind::Counter,
-            &responses,
-        )
+        Ok(())
     }
 }
 
@@ -342,8 +197,8 @@ impl Snapshot {
     fn take(m: &Metrics) -> Self {
         let g = Metrics::get;
         Snapshot {
-            received: g(&m.udp_datagrams) + g(&m.tcp_frames),
-            rows: g(&m.rows_cef) + g(&m.rows_syslog),
+            received: m.udp_datagrams() + m.tcp_frames(),
+            rows: m.rows_total(),
             delivered: g(&m.rows_delivered),
             dead_lettered: g(&m.rows_dead_lettered),
             dropped: g(&m.udp_dropped_queue_full)
@@ -392,6 +247,7 @@ fn summary_line(monitor: &Monitor, a: &Snapshot, b: &Snapshot, elapsed: Duration
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Transport;
 
     fn monitor() -> Monitor {
         let (_tx, rx) = flume::bounded(4);
@@ -407,7 +263,7 @@ mod tests {
         let m = monitor();
         Metrics::add(&m.metrics.rows_delivered, 7);
         m.metrics
-            .listener("udp 127.0.0.1:5514")
+            .listener("udp 127.0.0.1:5514", Transport::Datagram)
             .messages
             .fetch_add(3, std::sync::atomic::Ordering::Relaxed);
         m.metrics
@@ -440,6 +296,115 @@ mod tests {
             text.contains("# HELP cefgate_rows_total Rows built"),
             "{text}"
         );
+    }
+
+    /// A monitor whose every family has a series, so that `/metrics` renders every metric.
+    fn monitor_with_every_family() -> Monitor {
+        let m = monitor();
+        let metrics = &m.metrics;
+        metrics.listener("udp 127.0.0.1:5514", Transport::Datagram);
+        metrics.listener("tcp 127.0.0.1:5515", Transport::Stream);
+        metrics.output("sentinel");
+        metrics.record_response("logs-ingestion", "Custom-X", 200, None);
+        metrics.add_route_rows("Custom-X", "delivered", 1);
+        metrics.route_stopped("Custom-Y");
+        m
+    }
+
+    /// `(name, type, help)` of every `# TYPE` in an exposition, and the name of every
+    /// sample line.
+    fn served(text: &str) -> (Vec<(String, String, String)>, Vec<String>) {
+        let mut help = std::collections::BTreeMap::new();
+        let mut families = Vec::new();
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                help.insert(name.to_string(), text.to_string());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("# TYPE name type");
+                let text = help.get(name).cloned().unwrap_or_default();
+                families.push((name.to_string(), kind.to_string(), text));
+            } else if !line.starts_with('#') && !line.is_empty() {
+                let end = line.find(['{', ' ']).unwrap_or(line.len());
+                samples.push(line[..end].to_string());
+            }
+        }
+        (families, samples)
+    }
+
+    #[test]
+    fn metrics_reference_lists_every_metric_served() {
+        let text = monitor_with_every_family().prometheus();
+        let (families, samples) = served(&text);
+        let reference = crate::metrics::reference::markdown();
+        let listed: std::collections::BTreeMap<String, &crate::metrics::Descriptor> = CATALOG
+            .iter()
+            .filter(|d| d.in_metrics)
+            .map(|d| (d.exposition_name(), d))
+            .collect();
+        for (name, kind, help) in &families {
+            let Some(descriptor) = listed.get(name) else {
+                panic!("/metrics serves {name}, which the metrics list does not have");
+            };
+            let listed_kind = match descriptor.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+            };
+            assert_eq!(kind, listed_kind, "{name}");
+            assert_eq!(help, descriptor.help, "{name}");
+            assert!(
+                reference.contains(&format!("| `{name}` |")),
+                "{name} is not in docs/metrics.md"
+            );
+        }
+        for sample in &samples {
+            assert!(
+                families.iter().any(|(name, _, _)| name == sample),
+                "{sample} has no # TYPE line"
+            );
+        }
+        let served: std::collections::BTreeSet<&String> =
+            families.iter().map(|(name, _, _)| name).collect();
+        for name in listed.keys() {
+            assert!(served.contains(name), "{name} is listed but not served");
+        }
+    }
+
+    #[test]
+    fn the_report_prints_the_listed_names_with_totals_summed_over_listeners() {
+        let m = monitor_with_every_family();
+        let udp = m
+            .metrics
+            .listener("udp 127.0.0.1:5514", Transport::Datagram);
+        let udp2 = m
+            .metrics
+            .listener("udp 127.0.0.1:5516", Transport::Datagram);
+        let tcp = m.metrics.listener("tcp 127.0.0.1:5515", Transport::Stream);
+        Metrics::add(&udp.messages, 2);
+        Metrics::add(&udp2.messages, 3);
+        Metrics::add(&tcp.messages, 7);
+        Metrics::add(&tcp.connections_active, 1);
+        let report = m.metrics.report();
+        assert!(report.contains("cefgate_udp_datagrams 5\n"), "{report}");
+        assert!(report.contains("cefgate_tcp_frames 7\n"), "{report}");
+        assert!(
+            report.contains("cefgate_connections_active 1\n"),
+            "{report}"
+        );
+        let names: Vec<&str> = report
+            .lines()
+            .map(|l| l.split(['{', ' ']).next().unwrap_or(l))
+            .collect();
+        for name in &names {
+            let name = name.strip_prefix("cefgate_").expect("prefixed");
+            assert!(
+                CATALOG.iter().any(|d| d.in_report && d.name == name),
+                "the report prints {name}, which the list does not have"
+            );
+        }
+        let text = m.prometheus();
+        assert!(text.contains("cefgate_udp_datagrams_total 5\n"), "{text}");
     }
 
     #[test]
@@ -488,7 +453,8 @@ mod tests {
             .listeners_bound
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let a = Snapshot::take(&m.metrics);
-        Metrics::add(&m.metrics.tcp_frames, 600);
+        let tcp = m.metrics.listener("tcp 127.0.0.1:5515", Transport::Stream);
+        Metrics::add(&tcp.messages, 600);
         Metrics::add(&m.metrics.rows_dead_lettered, 2);
         let b = Snapshot::take(&m.metrics);
         let line = summary_line(&m, &a, &b, Duration::from_secs(60));

@@ -35,6 +35,17 @@ pub enum Protocol {
     Tls,
 }
 
+impl Protocol {
+    /// What its listener reads, for the totals summed over listeners (`udp_datagrams`
+    /// counts UDP listeners, `tcp_frames` TCP and TLS ones).
+    pub fn transport(self) -> crate::metrics::Transport {
+        match self {
+            Protocol::Udp => crate::metrics::Transport::Datagram,
+            Protocol::Tcp | Protocol::Tls => crate::metrics::Transport::Stream,
+        }
+    }
+}
+
 impl fmt::Display for Protocol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -292,7 +303,10 @@ mod tests {
         let ctx = ListenerContext {
             queue,
             metrics: Arc::default(),
-            counters: Arc::default(),
+            counters: Arc::new(crate::metrics::ListenerCounters::new(
+                "udp 127.0.0.1:1",
+                crate::metrics::Transport::Datagram,
+            )),
             allow: Arc::new(vec!["10.0.0.0/8".parse().unwrap()]),
             shutdown: Default::default(),
             budget: MemoryBudget::new(1 << 20),

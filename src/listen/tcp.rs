@@ -65,7 +65,6 @@ impl Drop for SourceSlot {
 }
 
 fn refuse(ctx: &ListenerContext, peer: SocketAddr, why: std::fmt::Arguments<'_>) {
-    Metrics::add(&ctx.metrics.connections_refused, 1);
     Metrics::add(&ctx.counters.connections_refused, 1);
     if let Some(held) = REFUSED.allow() {
         tracing::warn!("refused {peer}: {why}{}", crate::metrics::held_back(held));
@@ -252,7 +251,6 @@ impl Admission {
             );
             return;
         };
-        Metrics::add(&ctx.metrics.connections_accepted, 1);
         Metrics::add(&ctx.counters.connections_accepted, 1);
         let _active = Active::new(ctx);
         read_stream(stream, sender, config, ctx).await;
@@ -263,12 +261,12 @@ impl Admission {
 const EMFILE: i32 = 24;
 const ENFILE: i32 = 23;
 
-/// Counts a connection in `connections_active` while it lives.
+/// Counts a connection in its listener's `connections_active` while it lives (the total
+/// `connections_active` is their sum).
 struct Active(ListenerContext);
 
 impl Active {
     fn new(ctx: &ListenerContext) -> Self {
-        Metrics::add(&ctx.metrics.connections_active, 1);
         Metrics::add(&ctx.counters.connections_active, 1);
         Active(ctx.clone())
     }
@@ -277,7 +275,6 @@ impl Active {
 impl Drop for Active {
     fn drop(&mut self) {
         use std::sync::atomic::Ordering::Relaxed;
-        self.0.metrics.connections_active.fetch_sub(1, Relaxed);
         self.0.counters.connections_active.fetch_sub(1, Relaxed);
     }
 }
@@ -344,7 +341,6 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(Ok(0)) => true,
             Ok(Ok(n)) => {
-                Metrics::add(&ctx.metrics.tcp_bytes, n as u64);
                 Metrics::add(&ctx.counters.bytes, n as u64);
                 read_size = if n >= read_size {
                     (read_size * 2).min(READ_MAX)
@@ -415,7 +411,6 @@ pub async fn read_stream<S: AsyncRead + AsyncWrite + Unpin>(
         if !batch.is_empty() {
             let mut full = batch;
             full.charge_to(&ctx.budget);
-            Metrics::add(&ctx.metrics.tcp_frames, full.len() as u64);
             Metrics::add(&ctx.counters.messages, full.len() as u64);
             // Waits while the workers are behind: this is the backpressure.
             if ctx.queue.send_async(full).await.is_err() {

@@ -168,8 +168,6 @@ fn receive(socket: &UdpSocket, config: &ListenerSettings, ctx: &ListenerContext)
             }
         }
         if received > 0 {
-            Metrics::add(&ctx.metrics.udp_datagrams, received as u64);
-            Metrics::add(&ctx.metrics.udp_bytes, bytes);
             Metrics::add(&ctx.counters.messages, received as u64);
             Metrics::add(&ctx.counters.bytes, bytes);
             Metrics::add(&ctx.metrics.udp_denied, denied);

@@ -86,7 +86,9 @@ impl Listeners {
                 .clone()
                 .expect("listeners start before shutdown"),
             metrics: self.metrics.clone(),
-            counters: self.metrics.listener(&format!("{protocol} {local}")),
+            counters: self
+                .metrics
+                .listener(&format!("{protocol} {local}"), protocol.transport()),
             allow: Arc::new(l.allow.clone()),
             shutdown: stop.clone(),
             budget: self.budget.clone(),
