@@ -36,7 +36,7 @@
 //! [`replay`] sends captures to a syslog target (`cefgate replay`), `emulate` is a local
 //! Azure workspace (`cefgate emulate`, the default-on cargo feature `emulator`), [`dcr`] writes the data collection rule
 //! (`cefgate dcr-template`), [`dlq`] lists and resends dead letters (`cefgate dlq`), [`auth`]
-//! gets bearer tokens, [`errors`] writes an error with its causes for people, and `main.rs` with `cmd/` (a file per command) is the command line.
+//! gets bearer tokens, [`errors`] writes an error with its causes for people, [`log_throttle`] rate-limits log lines that repeat, and `main.rs` with `cmd/` (a file per command) is the command line.
 //!
 //! The formal grammars the decoders implement live in `grammars/` at the top of the
 //! repository; the tests in `tests/` replay the captures in `fixtures/`.
@@ -56,6 +56,7 @@ pub mod errors;
 pub mod filter;
 pub mod frame;
 pub mod listen;
+pub mod log_throttle;
 pub mod metrics;
 pub mod monitor;
 pub mod record;

@@ -23,9 +23,10 @@ const READ_MIN: usize = 8 * 1024;
 const READ_MAX: usize = 64 * 1024;
 
 /// One line per 10 s for faults that repeat per connection; the counters have them all.
-static ACCEPT_FAILED: crate::metrics::Throttle =
-    crate::metrics::Throttle::new(Duration::from_secs(10));
-static REFUSED: crate::metrics::Throttle = crate::metrics::Throttle::new(Duration::from_secs(10));
+static ACCEPT_FAILED: crate::log_throttle::Throttle =
+    crate::log_throttle::Throttle::new(Duration::from_secs(10));
+static REFUSED: crate::log_throttle::Throttle =
+    crate::log_throttle::Throttle::new(Duration::from_secs(10));
 
 /// Connections per source address, for `max_connections_per_source`.
 #[derive(Default)]
@@ -67,7 +68,10 @@ impl Drop for SourceSlot {
 fn refuse(ctx: &ListenerContext, peer: SocketAddr, why: std::fmt::Arguments<'_>) {
     Metrics::add(&ctx.counters.connections_refused, 1);
     if let Some(held) = REFUSED.allow() {
-        tracing::warn!("refused {peer}: {why}{}", crate::metrics::held_back(held));
+        tracing::warn!(
+            "refused {peer}: {why}{}",
+            crate::log_throttle::held_back(held)
+        );
     }
 }
 
@@ -140,7 +144,7 @@ pub async fn serve(
                         } else {
                             ""
                         },
-                        crate::metrics::held_back(held)
+                        crate::log_throttle::held_back(held)
                     );
                 }
                 tokio::select! {

@@ -38,8 +38,8 @@ pub enum TlsSetupError {
 }
 
 /// One line per 10 s for failed handshakes (scanners make many); all are counted.
-static HANDSHAKE_FAILED: crate::metrics::Throttle =
-    crate::metrics::Throttle::new(std::time::Duration::from_secs(10));
+static HANDSHAKE_FAILED: crate::log_throttle::Throttle =
+    crate::log_throttle::Throttle::new(std::time::Duration::from_secs(10));
 
 /// Accepts TLS 1.2 and 1.3 sessions with a handshake deadline.
 #[derive(Clone)]
@@ -172,7 +172,7 @@ impl Acceptor {
                 if let Some(held) = HANDSHAKE_FAILED.allow() {
                     tracing::warn!(
                         "{peer}: TLS handshake failed: {e}{}",
-                        crate::metrics::held_back(held)
+                        crate::log_throttle::held_back(held)
                     );
                 }
                 None
@@ -183,7 +183,7 @@ impl Acceptor {
                     tracing::warn!(
                         "{peer}: TLS handshake timed out after {:?}{}",
                         config.handshake_timeout,
-                        crate::metrics::held_back(held)
+                        crate::log_throttle::held_back(held)
                     );
                 }
                 None

@@ -153,7 +153,7 @@ pub struct Delivery {
     /// The longest wait between retries.
     pub retry_max: Duration,
     /// One dead-letter line per 10 s: a stopped route dead-letters every batch.
-    dead_letter_log: crate::metrics::Throttle,
+    dead_letter_log: crate::log_throttle::Throttle,
 }
 
 /// What became of a batch.
@@ -186,7 +186,7 @@ impl Delivery {
             give_up,
             retired: CancellationToken::new(),
             retry_max: Duration::from_secs(60),
-            dead_letter_log: crate::metrics::Throttle::new(Duration::from_secs(10)),
+            dead_letter_log: crate::log_throttle::Throttle::new(Duration::from_secs(10)),
         }
     }
 
@@ -494,7 +494,7 @@ impl Delivery {
         if let Some(held) = self.dead_letter_log.allow() {
             tracing::warn!(
                 "{route}: {n} row(s) dead-lettered: {error}{}",
-                crate::metrics::held_back(held)
+                crate::log_throttle::held_back(held)
             );
         }
         Settled::Yes
