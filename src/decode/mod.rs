@@ -9,6 +9,7 @@
 
 pub mod cef;
 pub mod cisco;
+pub mod pairs;
 pub mod panos;
 pub mod syslog;
 
