@@ -19,6 +19,7 @@ fn check_tables() {
     for (src, fields) in [
         ("grammars/cisco-asa-messages.tsv", 4),
         ("grammars/pan-os-fields.tsv", 4),
+        ("grammars/fortigate-fields.tsv", 4),
         ("grammars/simplified-device-action.tsv", 2),
         ("grammars/common-security-log.tsv", 2),
         ("grammars/dcr-transform-kql.tsv", 2),

@@ -23,7 +23,10 @@ fn rfc5424_line() -> String {
 /// ~500 B: a PAN-OS 10.2 TRAFFIC end log in its default CSV form behind an RFC 3164 header.
 const PANOS_TRAFFIC_LINE: &str = "<14>Nov 26 09:58:01 PA-3220 1,2026/11/26 09:58:01,013201009876,TRAFFIC,end,2561,2026/11/26 09:58:01,10.20.1.15,203.0.113.80,198.51.100.4,203.0.113.80,allow-outbound-web,corp\\alice,,ssl,vsys1,trust,untrust,ethernet1/2,ethernet1/1,default,2026/11/26 09:58:01,412337,1,52144,443,28811,443,0x400053,tcp,allow,9812,2201,7611,24,2026/11/26 09:57:41,20,computer-and-internet-info,0,7345123987,0x0,10.0.0.0-10.255.255.255,United States,0,11,13,tcp-fin,0,0,0,0,,PA-3220,from-policy,,,0,,0,,N/A,0,0,0,0,,,,6f2c1b0e-4a3d-4f7e-9c21-0d8b5e7a1c33,0";
 
-/// A plain syslog line of no listed format: what PAN-OS detection costs a line it turns away.
+/// ~700 B: a FortiOS traffic forward log in its default key=value form behind a PRI.
+const FORTIGATE_TRAFFIC_LINE: &str = "<189>date=2026-11-26 time=09:58:01 devname=\"FG100F\" devid=\"FG100FTK19000000\" eventtime=1764151081123456789 tz=\"+0100\" logid=\"0000000013\" type=\"traffic\" subtype=\"forward\" level=\"notice\" vd=\"root\" srcip=10.1.1.5 srcport=51234 srcintf=\"port1\" srcintfrole=\"lan\" dstip=203.0.113.9 dstport=443 dstintf=\"wan1\" dstintfrole=\"wan\" sessionid=12345 proto=6 action=\"accept\" policyid=3 policytype=\"policy\" service=\"HTTPS\" trandisp=\"snat\" transip=198.51.100.2 transport=40001 duration=12 sentbyte=1234 rcvdbyte=5678 sentpkt=10 rcvdpkt=12 appcat=\"unscanned\"";
+
+/// A plain syslog line of no listed format: what detection costs a line it turns away.
 const PLAIN_SYSLOG_LINE: &str = "<38>Nov 26 09:59:58 web01 sshd[4242]: Accepted publickey for deploy from 10.1.2.3 port 52211 ssh2";
 
 fn bench(c: &mut Criterion) {
@@ -40,10 +43,19 @@ fn bench(c: &mut Criterion) {
             ))
         })
     });
+    c.bench_function("fortigate_detect_miss", |b| {
+        b.iter(|| {
+            black_box(cefgate::decode::fortigate::recognise(
+                black_box(PLAIN_SYSLOG_LINE),
+                black_box(&header),
+            ))
+        })
+    });
     for (name, line) in [
         ("rfc3164_400B", common::FIREWALL_LINE),
         ("rfc5424_1200B", long.as_str()),
         ("panos_traffic_500B", PANOS_TRAFFIC_LINE),
+        ("fortigate_traffic_700B", FORTIGATE_TRAFFIC_LINE),
         ("syslog_plain_100B", PLAIN_SYSLOG_LINE),
     ] {
         let mut group = c.benchmark_group(name);

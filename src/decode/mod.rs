@@ -9,6 +9,7 @@
 
 pub mod cef;
 pub mod cisco;
+pub mod fortigate;
 pub mod pairs;
 pub mod panos;
 pub mod syslog;
@@ -63,7 +64,12 @@ pub trait Format: Sync {
 
 /// The formats, in the order they are tried: the first that recognises a message builds its
 /// row. CEF comes first because its marker can follow any header, Cisco's tags included.
-pub static FORMATS: &[&dyn Format] = &[&cef::Cef, &cisco::Cisco, &panos::Panos];
+pub static FORMATS: &[&dyn Format] = &[
+    &cef::Cef,
+    &cisco::Cisco,
+    &panos::Panos,
+    &fortigate::FortiGate,
+];
 
 /// The name that forces a plain `Syslog` row: no format is tried.
 pub const SYSLOG: &str = "syslog";
@@ -81,6 +87,7 @@ pub const FORMAT_PROBLEMS: &[&[crate::row::ProblemKind]] = &[
     cef::PROBLEMS,
     cisco::PROBLEMS,
     panos::PROBLEMS,
+    fortigate::PROBLEMS,
 ];
 
 /// The names a configuration may force: every format's, and `syslog`.
@@ -142,5 +149,7 @@ fn detect<'a>(message: &Message<'a>, text: &'a str, cx: &MapContext<'a>) -> Row<
     syslog::row::row(message.header(), text, cx)
 }
 
+#[cfg(test)]
+pub(crate) mod golden;
 #[cfg(test)]
 mod tests;

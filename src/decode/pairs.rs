@@ -147,7 +147,10 @@ mod tests {
     #[test]
     fn odd_lines_keep_what_was_read() {
         let (pairs, odd) = split(r#"a=1  bare b= c="open to the end"#, 100);
-        assert_eq!(kv(&pairs), [("a", "1"), ("b", ""), ("c", "open to the end")]);
+        assert_eq!(
+            kv(&pairs),
+            [("a", "1"), ("b", ""), ("c", "open to the end")]
+        );
         assert_eq!(odd.bare_tokens, 1);
         assert!(odd.unbalanced_quote);
         let (pairs, odd) = split("a=1 b=2 c=3", 2);

@@ -20,7 +20,7 @@ use crate::time::TimeContext;
 /// Where `act` (`DeviceAction`) is in the dictionary; `SimplifiedDeviceAction` follows it.
 pub(crate) const ACT_INDEX: u16 = 0;
 
-const SEEN_WORDS: usize = FIELDS.len().div_ceil(64);
+pub(crate) const SEEN_WORDS: usize = FIELDS.len().div_ceil(64);
 
 /// The row of a CEF record found behind `header`; `cef_text` is the record as sent.
 pub fn row<'a>(
@@ -206,10 +206,16 @@ pub(crate) struct AdditionalExtensions {
 
 impl AdditionalExtensions {
     pub(crate) fn push(&mut self, key: &str, value: &str) {
+        self.push_prefixed("", key, value);
+    }
+
+    /// `prefix` and `key` as one key (a vendor's prefix for keys CEF does not define).
+    pub(crate) fn push_prefixed(&mut self, prefix: &str, key: &str, value: &str) {
         let text = self.text.get_or_insert_with(|| String::with_capacity(256));
         if !text.is_empty() {
             text.push(';');
         }
+        text.push_str(prefix);
         text.push_str(key);
         text.push('=');
         text.push_str(value);

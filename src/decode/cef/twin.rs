@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use super::action;
 use super::fields::{FieldSpec, lookup};
-use super::row::{ACT_INDEX, AdditionalExtensions, convert};
+use super::row::{ACT_INDEX, AdditionalExtensions, SEEN_WORDS, convert};
 use crate::decode::syslog::SyslogHeader;
 use crate::row::{
     MapContext, Problem, Row, Table, TimeSource, TimeSources, Value, columns as col, str_value,
@@ -40,6 +40,22 @@ impl CefKey {
     }
 }
 
+/// `value` as a CEF extension value writes it: backslash and `=` escaped. The agent keeps these
+/// escapes in `AdditionalExtensions` (fixtures/README.md), so the twin writes them too.
+pub fn cef_escaped(value: &str) -> Cow<'_, str> {
+    if !value.contains(['\\', '=']) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 4);
+    for c in value.chars() {
+        if c == '\\' || c == '=' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    Cow::Owned(out)
+}
+
 /// A `CommonSecurityLog` row being built from a vendor's fields, in the CEF path's order:
 /// the header columns first, then each key as it comes.
 pub struct CefTwin<'a> {
@@ -49,6 +65,8 @@ pub struct CefTwin<'a> {
     times: TimeSources,
     /// Where `DeviceAction` is, for `SimplifiedDeviceAction`.
     action_at: Option<usize>,
+    /// Dictionary keys already in a column: a second one stays in `AdditionalExtensions`.
+    seen: [u64; SEEN_WORDS],
 }
 
 impl<'a> CefTwin<'a> {
@@ -78,6 +96,7 @@ impl<'a> CefTwin<'a> {
                 ..TimeSources::default()
             },
             action_at: None,
+            seen: [0; SEEN_WORDS],
         }
     }
 
@@ -99,10 +118,21 @@ impl<'a> CefTwin<'a> {
         match key {
             CefKey::Extension(name) => {
                 self.time_of(name, &value, cx);
-                self.extra.push(name, &value);
+                self.extra.push(name, &cef_escaped(&value));
+            }
+            CefKey::Column(name, _, index)
+                if self.seen[index as usize / 64] & (1 << (index % 64)) != 0 =>
+            {
+                // As the CEF path does with a key sent twice: the first keeps the column.
+                self.extra.push(name, &cef_escaped(&value));
+                self.problems.push(Problem {
+                    kind: crate::row::ProblemKind::DUPLICATE_KEY,
+                    detail: Some(format!("{field} ({name})")),
+                });
             }
             CefKey::Column(name, spec, index) => match convert(spec, value.clone(), &cx.rx.time) {
                 Ok(v) => {
+                    self.seen[index as usize / 64] |= 1 << (index % 64);
                     self.time_of(name, &value, cx);
                     if index == ACT_INDEX {
                         self.action_at = Some(self.columns.len());
@@ -110,7 +140,7 @@ impl<'a> CefTwin<'a> {
                     self.columns.push((spec.column, v));
                 }
                 Err(kind) => {
-                    self.extra.push(name, &value);
+                    self.extra.push(name, &cef_escaped(&value));
                     self.problems.push(Problem {
                         kind,
                         detail: Some(format!(
@@ -123,9 +153,30 @@ impl<'a> CefTwin<'a> {
         }
     }
 
-    /// A key the vendor's CEF mode sends that CEF does not define: `AdditionalExtensions`.
+    /// A key the vendor's CEF mode sends that CEF does not define: `AdditionalExtensions`,
+    /// the value escaped as the CEF record would carry it.
     pub fn extension(&mut self, key: &str, value: &str) {
-        self.extra.push(key, value);
+        self.extra.push(key, &cef_escaped(value));
+    }
+
+    /// `prefix` + `key`, a key outside CEF the vendor marks with its prefix (`FTNTFGT`).
+    pub fn prefixed_extension(&mut self, prefix: &str, key: &str, value: &str) {
+        self.extra.push_prefixed(prefix, key, &cef_escaped(value));
+    }
+
+    /// `Computer` when the device names itself in the body and the line has no syslog host
+    /// (its CEF twin's header would carry that name).
+    pub fn computer(&mut self, host: &'a str) {
+        match self.columns.iter_mut().find(|(c, _)| *c == col::COMPUTER) {
+            Some(slot) => slot.1 = str_value(host),
+            None => self.columns.insert(1, (col::COMPUTER, str_value(host))),
+        }
+    }
+
+    /// The syslog timestamp, when the device writes its time in the body instead of a
+    /// header (its CEF twin's header would carry it).
+    pub fn syslog_time(&mut self, time: chrono::DateTime<chrono::Utc>) {
+        self.times.syslog = Some(time);
     }
 
     /// Keeps the times `TimeGenerated` may come from, when the settings ask for them.

@@ -206,55 +206,8 @@ fn a_traffic_line_gives_its_cef_twins_row() {
     assert_eq!(text(&csv_row, "ReceiptTime"), Some("Nov 26 2026 09:58:01"));
 }
 
-/// Every capture in fixtures/pan-os/ converts to exactly its golden rows. To see a
-/// difference after a deliberate change: `cefgate convert --received-at 2026-11-26T10:00:00Z
-/// --collector-host cefgate-test fixtures/pan-os/X.log > fixtures/pan-os/X.ndjson` and review
-/// `git diff fixtures/pan-os/`.
+/// Every capture in fixtures/pan-os/ converts to exactly its golden rows.
 #[test]
 fn every_pan_os_fixture_matches_its_golden_rows() {
-    let builder = crate::record::RowBuilder::new(settings());
-    let convert = crate::convert::ConvertSettings {
-        received_at: Some(test_context().received_at),
-        zone: Default::default(),
-        sender: None,
-        filter: None,
-        project_away: Default::default(),
-        format: None,
-    };
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(fixtures().join("pan-os"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    assert!(!logs.is_empty());
-    for log in logs {
-        let input = std::fs::read(&log).unwrap();
-        let want = std::fs::read_to_string(log.with_extension("ndjson")).unwrap();
-        let mut out = Vec::new();
-        let mut summary = Default::default();
-        crate::convert::convert_stream(
-            &builder,
-            &convert,
-            &input[..],
-            &mut out,
-            &mut summary,
-            |_| {},
-        )
-        .unwrap();
-        let got = String::from_utf8(out).unwrap();
-        assert_eq!(
-            got.lines().count(),
-            input.split(|b| *b == b'\n').count() - 1
-        );
-        for (n, (g, w)) in got.lines().zip(want.lines()).enumerate() {
-            assert_eq!(g, w, "{} line {}", log.display(), n + 1);
-        }
-        assert_eq!(
-            got.lines().count(),
-            want.lines().count(),
-            "{}",
-            log.display()
-        );
-    }
+    crate::decode::golden::assert_fixtures_match_goldens("pan-os");
 }
