@@ -20,6 +20,7 @@ fn check_tables() {
         ("grammars/cisco-asa-messages.tsv", 4),
         ("grammars/pan-os-fields.tsv", 4),
         ("grammars/fortigate-fields.tsv", 4),
+        ("grammars/leef-fields.tsv", 2),
         ("grammars/simplified-device-action.tsv", 2),
         ("grammars/common-security-log.tsv", 2),
         ("grammars/dcr-transform-kql.tsv", 2),

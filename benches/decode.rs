@@ -26,6 +26,9 @@ const PANOS_TRAFFIC_LINE: &str = "<14>Nov 26 09:58:01 PA-3220 1,2026/11/26 09:58
 /// ~700 B: a FortiOS traffic forward log in its default key=value form behind a PRI.
 const FORTIGATE_TRAFFIC_LINE: &str = "<189>date=2026-11-26 time=09:58:01 devname=\"FG100F\" devid=\"FG100FTK19000000\" eventtime=1764151081123456789 tz=\"+0100\" logid=\"0000000013\" type=\"traffic\" subtype=\"forward\" level=\"notice\" vd=\"root\" srcip=10.1.1.5 srcport=51234 srcintf=\"port1\" srcintfrole=\"lan\" dstip=203.0.113.9 dstport=443 dstintf=\"wan1\" dstintfrole=\"wan\" sessionid=12345 proto=6 action=\"accept\" policyid=3 policytype=\"policy\" service=\"HTTPS\" trandisp=\"snat\" transip=198.51.100.2 transport=40001 duration=12 sentbyte=1234 rcvdbyte=5678 sentpkt=10 rcvdpkt=12 appcat=\"unscanned\"";
 
+/// ~250 B: a LEEF 2.0 intrusion event behind an RFC 3164 header.
+const LEEF_LINE: &str = "<134>Nov 26 09:58:01 ids01 LEEF:2.0|ExampleSec|Sensor|4.2|SIG-1001|0x09|src=10.1.1.5\tdst=203.0.113.9\tsrcPort=51234\tdstPort=443\tproto=6\tsev=8\tcat=intrusion\tsrcMAC=00:11:22:33:44:55\tdstMAC=66:77:88:99:aa:bb\tdevTime=1764151081000";
+
 /// A plain syslog line of no listed format: what detection costs a line it turns away.
 const PLAIN_SYSLOG_LINE: &str = "<38>Nov 26 09:59:58 web01 sshd[4242]: Accepted publickey for deploy from 10.1.2.3 port 52211 ssh2";
 
@@ -51,11 +54,20 @@ fn bench(c: &mut Criterion) {
             ))
         })
     });
+    c.bench_function("leef_detect_miss", |b| {
+        b.iter(|| {
+            black_box(cefgate::decode::leef::recognise(
+                black_box(PLAIN_SYSLOG_LINE),
+                black_box(&header),
+            ))
+        })
+    });
     for (name, line) in [
         ("rfc3164_400B", common::FIREWALL_LINE),
         ("rfc5424_1200B", long.as_str()),
         ("panos_traffic_500B", PANOS_TRAFFIC_LINE),
         ("fortigate_traffic_700B", FORTIGATE_TRAFFIC_LINE),
+        ("leef_250B", LEEF_LINE),
         ("syslog_plain_100B", PLAIN_SYSLOG_LINE),
     ] {
         let mut group = c.benchmark_group(name);

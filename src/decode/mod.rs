@@ -10,6 +10,7 @@
 pub mod cef;
 pub mod cisco;
 pub mod fortigate;
+pub mod leef;
 pub mod pairs;
 pub mod panos;
 pub mod syslog;
@@ -69,6 +70,7 @@ pub static FORMATS: &[&dyn Format] = &[
     &cisco::Cisco,
     &panos::Panos,
     &fortigate::FortiGate,
+    &leef::Leef,
 ];
 
 /// The name that forces a plain `Syslog` row: no format is tried.
@@ -88,6 +90,7 @@ pub const FORMAT_PROBLEMS: &[&[crate::row::ProblemKind]] = &[
     cisco::PROBLEMS,
     panos::PROBLEMS,
     fortigate::PROBLEMS,
+    leef::PROBLEMS,
 ];
 
 /// The names a configuration may force: every format's, and `syslog`.

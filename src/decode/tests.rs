@@ -374,6 +374,6 @@ fn format_names_are_checked_and_the_error_lists_them() {
     let e = "panos".parse::<ForcedFormat>().unwrap_err().to_string();
     assert_eq!(
         e,
-        "unknown format \"panos\": use one of cef, cisco-asa, pan-os, fortigate, syslog"
+        "unknown format \"panos\": use one of cef, cisco-asa, pan-os, fortigate, leef, syslog"
     );
 }
