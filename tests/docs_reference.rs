@@ -1,6 +1,7 @@
 //! docs/cli.md names every command and every long flag the binary knows. The binary's own
 //! help is the list: `cefgate --help`, then the `--help` of every command it lists, down to
 //! `cefgate dlq replay`. Hidden commands are not in the help and need not be documented.
+//! And the README's deployment example is a configuration `cefgate check` accepts.
 
 use std::process::Command;
 
@@ -95,5 +96,34 @@ fn every_command_and_flag_is_in_the_cli_reference() {
     assert!(
         missing.is_empty(),
         "in the binary's help but not in docs/cli.md: {missing:?}"
+    );
+}
+
+/// The README's deployment example is a configuration `cefgate check` accepts (its spool
+/// moved into a temporary folder, its secret given in the environment).
+#[test]
+fn the_readme_deployment_example_is_valid() {
+    let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
+    let example = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README has a TOML example");
+    assert!(example.contains("type              = \"logs-ingestion\""));
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let config = example.replace("/var/lib/cefgate/spool", spool.to_str().unwrap());
+    let path = dir.path().join("cefgate.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cefgate"))
+        .arg("check")
+        .arg(&path)
+        .env("CEFGATE_CLIENT_SECRET", "example-secret")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cefgate check refuses the README's example: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
