@@ -11,12 +11,11 @@
 
 pub mod row;
 
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use super::cef::twin::CefKey;
 use super::syslog::{SyslogHeader, offset_in};
-use super::{Format, Message};
+use super::{FieldTable, Format, Message};
 use crate::row::{MapContext, ProblemKind, Row};
 
 /// A quoted value whose closing quote never came: it runs to the end of the line.
@@ -119,11 +118,11 @@ impl KeyRule {
 /// `grammars/fortigate-fields.tsv`, resolved.
 pub struct Table {
     /// FortiOS key -> its rules, in table order.
-    pub keys: HashMap<&'static str, Vec<KeyRule>>,
+    pub keys: FieldTable<Vec<KeyRule>>,
     /// `level` -> the CEF header's severity.
-    pub levels: HashMap<&'static str, &'static str>,
+    pub levels: FieldTable<&'static str>,
     /// `direction` -> `deviceDirection`.
-    pub directions: HashMap<&'static str, &'static str>,
+    pub directions: FieldTable<&'static str>,
 }
 
 const TABLE_TEXT: &str = include_str!("../../../grammars/fortigate-fields.tsv");
@@ -145,9 +144,9 @@ impl Table {
 /// such a table, so none reaches here).
 pub static TABLE: LazyLock<Table> = LazyLock::new(|| {
     let mut table = Table {
-        keys: HashMap::new(),
-        levels: HashMap::new(),
-        directions: HashMap::new(),
+        keys: FieldTable::default(),
+        levels: FieldTable::default(),
+        directions: FieldTable::default(),
     };
     for line in TABLE_TEXT.lines() {
         if line.starts_with('#') || line.trim().is_empty() {

@@ -13,17 +13,13 @@ use super::{INCOMPLETE, MALFORMED, MAX_PAIRS, PREFIX, TABLE, UNBALANCED_QUOTE};
 use crate::decode::cef::twin::{CefKey, CefTwin};
 use crate::decode::pairs::{Pair, split};
 use crate::decode::syslog::SyslogHeader;
-use crate::row::{MapContext, Problem, Row, columns as col};
+use crate::row::{MapContext, Problem, Row, TimeSource, columns as col};
 
 /// The row of the key=value `body` found behind `header`.
 pub fn row<'a>(header: &SyslogHeader<'a>, body: &'a str, cx: &MapContext<'a>) -> Row<'a> {
     let (pairs, odd) = split(body, MAX_PAIRS);
-    let get = |key: &str| {
-        pairs
-            .iter()
-            .find(|p| p.key == key)
-            .map(|p| p.value.as_ref())
-    };
+    let header_fields = HeaderFields::of(&pairs);
+    let get = |key: &str| header_fields.get(key);
     let mut twin = CefTwin::new(
         header,
         Cow::Borrowed("Fortinet"),
@@ -31,12 +27,12 @@ pub fn row<'a>(header: &SyslogHeader<'a>, body: &'a str, cx: &MapContext<'a>) ->
         cx,
     );
     if header.hostname.is_none()
-        && let Some(name) = pairs.iter().find(|p| p.key == "devname")
-        && let Cow::Borrowed(name) = name.value
+        && let Some(Cow::Borrowed(name)) = header_fields.devname.map(|p| &p.value)
     {
         twin.computer(name);
     }
     if header.timestamp.is_none()
+        && cx.wants(TimeSource::Syslog)
         && let (Some(date), Some(time)) = (get("date"), get("time"))
         && let Some(at) = device_time(date, time, get("tz"), cx)
     {
@@ -139,6 +135,52 @@ pub fn row<'a>(header: &SyslogHeader<'a>, body: &'a str, cx: &MapContext<'a>) ->
     twin.finish(cx)
 }
 
+/// The fields the header is built from, found in one pass over the line (the first of each).
+#[derive(Default)]
+struct HeaderFields<'p, 'a> {
+    values: [Option<&'p str>; HEADER_KEYS.len()],
+    devname: Option<&'p Pair<'a>>,
+}
+
+/// The keys [`HeaderFields`] keeps.
+const HEADER_KEYS: [&str; 11] = [
+    "date",
+    "time",
+    "tz",
+    "type",
+    "subtype",
+    "logver",
+    "logid",
+    "eventtype",
+    "action",
+    "status",
+    "level",
+];
+
+impl<'p, 'a> HeaderFields<'p, 'a> {
+    fn of(pairs: &'p [Pair<'a>]) -> Self {
+        let mut fields = HeaderFields {
+            values: [None; HEADER_KEYS.len()],
+            devname: None,
+        };
+        for pair in pairs {
+            if pair.key == "devname" {
+                fields.devname.get_or_insert(pair);
+                continue;
+            }
+            if let Some(i) = HEADER_KEYS.iter().position(|k| *k == pair.key) {
+                fields.values[i].get_or_insert(pair.value.as_ref());
+            }
+        }
+        fields
+    }
+
+    fn get(&self, key: &str) -> Option<&'p str> {
+        let i = HEADER_KEYS.iter().position(|k| *k == key)?;
+        self.values[i]
+    }
+}
+
 /// The event class FortiOS's CEF header carries: the last five digits of the ten-digit
 /// `logid` (`0000000013` -> `00013`); any other `logid` as it is.
 pub(super) fn class_of(logid: &str) -> String {
@@ -171,9 +213,20 @@ fn device_time(
     tz: Option<&str>,
     cx: &MapContext<'_>,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
-    let naive =
-        chrono::NaiveDateTime::parse_from_str(&format!("{date} {time}"), "%Y-%m-%d %H:%M:%S")
-            .ok()?;
+    let number = |s: &str, r: std::ops::Range<usize>| s.get(r)?.parse::<u32>().ok();
+    if date.len() != 10 || time.len() != 8 {
+        return None;
+    }
+    let day = chrono::NaiveDate::from_ymd_opt(
+        i32::try_from(number(date, 0..4)?).ok()?,
+        number(date, 5..7)?,
+        number(date, 8..10)?,
+    )?;
+    let naive = day.and_hms_opt(
+        number(time, 0..2)?,
+        number(time, 3..5)?,
+        number(time, 6..8)?,
+    )?;
     match tz.and_then(crate::time::parse_zone) {
         Some(offset) => naive
             .and_local_timezone(offset)

@@ -132,6 +132,19 @@ action=\"login\" status=\"success\" msg=\"Administrator admin logged in\"";
 }
 
 #[test]
+fn the_body_time_in_the_devices_zone_is_the_syslog_time() {
+    let settings = RecordSettings {
+        time_generated: vec![crate::row::TimeSource::Syslog],
+        ..RecordSettings::default()
+    };
+    let row = decoded(&format!("<189>{TRAFFIC}"), &settings);
+    let want = "2026-11-26T08:58:01Z"
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap();
+    assert_eq!(row.get("TimeGenerated"), Some(&Value::Time(want)));
+}
+
+#[test]
 fn extension_values_carry_cef_escapes() {
     let settings = RecordSettings::default();
     let line = "date=2026-11-26 time=09:58:19 devname=\"FG\" logid=\"0100032102\" type=\"event\" \

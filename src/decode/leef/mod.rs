@@ -10,12 +10,11 @@
 pub mod row;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use super::cef::twin::CefKey;
 use super::syslog::{SyslogHeader, offset_in};
-use super::{Format, Message};
+use super::{FieldTable, Format, Message};
 use crate::row::{MapContext, ProblemKind, Row};
 
 /// The header has fewer than its five (2.0: six) `|` fields: what was there is kept.
@@ -257,7 +256,7 @@ const TABLE_TEXT: &str = include_str!("../../../grammars/leef-fields.tsv");
 
 /// `grammars/leef-fields.tsv`: attribute -> where it goes. A line that is not two fields is
 /// left out (build.rs refuses such a table).
-pub static TABLE: LazyLock<HashMap<&'static str, Target>> = LazyLock::new(|| {
+pub static TABLE: LazyLock<FieldTable<Target>> = LazyLock::new(|| {
     TABLE_TEXT
         .lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())

@@ -276,9 +276,13 @@ pub(crate) fn pri_time_host<'a>(prefix: &'a str, ctx: &TimeContext) -> Option<Sy
 
 /// `TAG[PID]: ` at the start of `s`: the tag, its PID and where MSG starts.
 fn tag(s: &str) -> Option<(&str, Option<ProcessId<'_>>, usize)> {
-    let colon = s.find(": ").or_else(|| s.strip_suffix(':').map(str::len))?;
+    // A tag is at most 48 bytes: only that far is searched, not the whole message.
+    const MAX_TAG: usize = 48;
+    let window = &s.as_bytes()[..s.len().min(MAX_TAG + 2)];
+    let colon = memchr::memmem::find(window, b": ")
+        .or_else(|| (s.len() <= MAX_TAG + 1 && s.ends_with(':')).then(|| s.len() - 1))?;
     let tag = &s[..colon];
-    if tag.is_empty() || tag.contains(' ') || tag.contains('=') || tag.len() > 48 {
+    if tag.is_empty() || tag.contains(' ') || tag.contains('=') || tag.len() > MAX_TAG {
         return None;
     }
     let (name, pid) = match tag.strip_suffix(']').and_then(|t| t.split_once('[')) {
@@ -302,10 +306,12 @@ struct Rest<'a> {
 
 fn host_and_tag(rest: &str, host_allowed: bool) -> Rest<'_> {
     // `HOST : MSG` (Cisco ASA with a host name).
+    // The host holds no space, so its ` : ` can only be at the first space.
     if host_allowed
-        && let Some((host, msg)) = rest.split_once(" : ")
-        && !host.contains(' ')
+        && let Some(space) = memchr::memchr(b' ', rest.as_bytes())
+        && rest[space..].starts_with(" : ")
     {
+        let (host, msg) = (&rest[..space], &rest[space + 3..]);
         return Rest {
             host: Some(host),
             tag: None,
