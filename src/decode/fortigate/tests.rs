@@ -137,7 +137,8 @@ fn the_body_time_in_the_devices_zone_is_the_syslog_time() {
         time_generated: vec![crate::row::TimeSource::Syslog],
         ..RecordSettings::default()
     };
-    let row = decoded(&format!("<189>{TRAFFIC}"), &settings);
+    let line = format!("<189>{TRAFFIC}");
+    let row = decoded(&line, &settings);
     let want = "2026-11-26T08:58:01Z"
         .parse::<chrono::DateTime<chrono::Utc>>()
         .unwrap();
