@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::record::Table;
 use crate::run::shutdown::Deadline;
 use crate::sink::dead_letter::{self, DeadLetterError, DeadLetterQueue, Taken};
-use crate::sink::{self, Destination, OutputSettings, OutputSetupError};
+use crate::sink::{self, OutputSettings, OutputSetupError};
 
 /// Why `dlq` could not do what was asked. Names files, never a secret's value.
 #[derive(Debug, thiserror::Error)]
@@ -300,10 +300,7 @@ pub fn replay(
     output: &OutputSettings,
     timeout: Duration,
 ) -> Result<ReplayOutcome, DlqError> {
-    if !matches!(
-        output.destination,
-        Destination::LogsIngestion(_) | Destination::DataCollector(_)
-    ) {
+    if !output.destination.is_azure() {
         return Err(DlqError::NotAzure);
     }
     let path = output.dead_letter_path.clone();

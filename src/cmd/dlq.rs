@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use cefgate::config::Config;
 use cefgate::dlq::{DlqError, Summary};
-use cefgate::sink::Destination;
 
 use super::{InvalidConfig, load};
 
@@ -110,12 +109,7 @@ fn replay(config: &Path, timeout_secs: u64) -> Result<(), Error> {
     let azure: Vec<_> = resolved
         .outputs
         .iter()
-        .filter(|p| {
-            matches!(
-                p.settings.destination,
-                Destination::LogsIngestion(_) | Destination::DataCollector(_)
-            )
-        })
+        .filter(|p| p.settings.destination.is_azure())
         .collect();
     if azure.is_empty() {
         return Err(Error::NoAzureOutput);

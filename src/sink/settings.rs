@@ -37,6 +37,17 @@ pub enum Destination {
     DataCollector(DataCollectorSettings),
 }
 
+impl Destination {
+    /// An Azure API (rows it refuses for good become dead letters `cefgate dlq` can resend),
+    /// as opposed to a local stdout or file output.
+    pub fn is_azure(&self) -> bool {
+        match self {
+            Destination::Stdout | Destination::File(_) => false,
+            Destination::LogsIngestion(_) | Destination::DataCollector(_) => true,
+        }
+    }
+}
+
 impl OutputSettings {
     /// How this output's rows are written, decided here once for the output type: the
     /// worker writes every row this way, so nothing downstream rewrites a row.
