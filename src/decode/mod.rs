@@ -153,8 +153,6 @@ fn detect<'a>(message: &Message<'a>, text: &'a str, cx: &MapContext<'a>) -> Row<
 }
 
 #[cfg(test)]
-pub(crate) mod golden;
-#[cfg(test)]
 mod tests;
 
 /// FNV-1a, for the formats' tables of field names: keys of a few bytes, looked up once per

@@ -156,8 +156,3 @@ subtype=\"system\" level=\"notice\" cfgattr=\"name[a->b=c\\\\d]\"";
         other => panic!("{other:?}"),
     }
 }
-
-#[test]
-fn every_fortigate_fixture_matches_its_golden_rows() {
-    crate::decode::golden::assert_fixtures_match_goldens("fortigate");
-}

@@ -70,8 +70,3 @@ fn recognised_behind_every_header_and_not_otherwise() {
         None
     );
 }
-
-#[test]
-fn every_leef_fixture_matches_its_golden_rows() {
-    crate::decode::golden::assert_fixtures_match_goldens("leef");
-}

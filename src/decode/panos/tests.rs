@@ -205,9 +205,3 @@ fn a_traffic_line_gives_its_cef_twins_row() {
     assert_eq!(csv_row.get("ReceivedBytes"), cef_row.get("SentBytes"));
     assert_eq!(text(&csv_row, "ReceiptTime"), Some("Nov 26 2026 09:58:01"));
 }
-
-/// Every capture in fixtures/pan-os/ converts to exactly its golden rows.
-#[test]
-fn every_pan_os_fixture_matches_its_golden_rows() {
-    crate::decode::golden::assert_fixtures_match_goldens("pan-os");
-}
