@@ -1,7 +1,7 @@
 //! TLS (RFC 5425) against the real binary, with certificates made in the test: a client with
 //! a certificate from the configured CA gets through; one without is refused.
 
-mod common;
+use crate::support as common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};

@@ -2,7 +2,7 @@
 //! outage, `kill -9` with a full spool, a corrupted chunk, and a spool that fills up.
 #![cfg(feature = "emulator")]
 
-mod common;
+use crate::support as common;
 
 use std::collections::HashSet;
 use std::io::Write;

@@ -2,7 +2,7 @@
 //! taking every slot, a lying octet count, running out of descriptors. In each, honest
 //! senders still get every message through.
 
-mod common;
+use crate::support as common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

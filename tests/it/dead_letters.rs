@@ -4,7 +4,7 @@
 //! row carries a sequence number (`cn1`), and every number is counted.
 #![cfg(feature = "emulator")]
 
-mod common;
+use crate::support as common;
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,7 +1,7 @@
 //! util-linux `logger` -> `cefgate run` over real sockets: each way users test a syslog
 //! target lands as the right row.
 
-mod common;
+use crate::support as common;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! a shutdown that has nowhere to put what it holds. Each ends in bounded time and says
 //! what happened to every row.
 
-mod common;
+use crate::support as common;
 
 use std::io::Write;
 use std::net::TcpStream;

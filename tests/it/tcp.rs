@@ -1,7 +1,7 @@
 //! TCP framing and limits against the real binary: split frames, garbage, volume, oversize,
 //! hostile octet counts, many connections, connection limits, allowlists, and SIGTERM.
 
-mod common;
+use crate::support as common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};

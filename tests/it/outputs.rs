@@ -1,7 +1,7 @@
 //! Several outputs with KQL `where` filters and `project_away`, through the real binary: the
 //! archive gets every row, the filtered output exactly the rows its predicate keeps.
 
-mod common;
+use crate::support as common;
 
 use std::io::Write;
 use std::net::TcpStream;

@@ -2,7 +2,7 @@
 //! instances, one fed PROXY v2 (`send-proxy-v2`) and one v1 (`send-proxy`). Every message
 //! lands exactly once, both take a share, and each row names the real sender.
 
-mod common;
+use crate::support as common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};

@@ -2,7 +2,7 @@
 //! capture made in the test (UDP datagrams plus a TCP stream split across packets, with a
 //! retransmission) whose messages are sent on in order.
 
-mod common;
+use crate::support as common;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! setting. Sessions open at the reload go on; new ones get the new settings; every row sent
 //! is counted by its sequence number.
 
-mod common;
+use crate::support as common;
 
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};

@@ -1,7 +1,7 @@
 //! Running cefgate as a service: `/metrics` and `/ready` while it runs, SIGHUP reloads, and
 //! nothing created where it was started.
 
-mod common;
+use crate::support as common;
 
 use std::io::Write;
 use std::net::{TcpStream, UdpSocket};

@@ -2,7 +2,7 @@
 //! over loopback sockets: its connection cap, its timeouts, its bearer token, and the
 //! labels of what it serves.
 
-mod common;
+use crate::support as common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
